@@ -1,1 +1,110 @@
+//! Storage for Prolong: one [`Store`] trait, two real backends (SQLite, the embedded default, and
+//! PostgreSQL for several replicas), and their migrations.
+//!
+//! The design decision: a session is one row. A refresh is one conditional `UPDATE … WHERE
+//! generation = $from`, so the database, not a lock in one process, decides which of several
+//! concurrent refreshes wins — which holds across replicas too. Both backends share their SQL
+//! (written once in [`sql`]) and convert driver errors into [`StoreError`], so `sqlx` never leaks.
 
+mod migrations;
+mod model;
+mod postgres;
+mod sql;
+mod sqlite;
+
+pub use model::*;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use prolong_core::{Millis, Reason};
+use std::sync::Arc;
+
+/// A storage failure, as the rest of the server sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint (a taken username, an existing key id).
+    #[error("already exists")]
+    Conflict,
+    /// The database could not be reached or timed out.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database URL is not one this build understands.
+    #[error("unsupported database url (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    /// Anything else the driver reported; the detail is for the log, not for clients.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Other(e.to_string()),
+        }
+    }
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything Prolong keeps. Each method is one short statement or transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+    /// Closes the pools, waiting for in-flight statements.
+    async fn close(&self);
+
+    /// Adds a user; [`StoreError::Conflict`] when the username is taken.
+    async fn create_user(&self, user: &User) -> Result<()>;
+    /// Finds a user by normalized username.
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>>;
+    /// Finds a user by id.
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>>;
+    /// Sets a user's password hash. With `end_sessions`, every live session of the user ends with
+    /// `reauth_required` in the same transaction. Returns the ended sessions.
+    async fn set_password(&self, user_id: &str, hash: &str, end_sessions: bool, now: Millis) -> Result<Vec<EndedSession>>;
+    /// Ends every live session of a user with `reason` (re-authentication) and returns them.
+    async fn end_user_sessions(&self, user_id: &str, reason: Reason, now: Millis) -> Result<Vec<EndedSession>>;
+    /// Bumps the user's token version ("logout everywhere") and returns the new one.
+    async fn bump_token_version(&self, user_id: &str) -> Result<Option<i64>>;
+
+    /// Stores a new session.
+    async fn create_session(&self, session: &Session) -> Result<()>;
+    /// Loads a session with its user's current token version.
+    async fn session(&self, id: &SessionId) -> Result<Option<SessionWithUser>>;
+    /// Moves a session from generation `from` to `from + 1` if it is still at `from` and has not
+    /// ended. Returns whether this call won.
+    async fn rotate(&self, id: &SessionId, from: u64, now: Millis, last_active: Millis, mac_kid: &MacKeyId) -> Result<bool>;
+    /// Ends a session with `reason` unless it has ended already. Returns whether this call ended it.
+    async fn end_session(&self, id: &SessionId, reason: Reason, now: Millis) -> Result<bool>;
+    /// The sessions of a user that have not ended, newest first.
+    async fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>>;
+
+    /// Every stored key, oldest first.
+    async fn keys(&self) -> Result<Vec<StoredKey>>;
+    /// Adds a key. With `only_if_none_active`, it is added only when no unretired key of its kind
+    /// and algorithm exists (so replicas starting together create one key, not one each); with
+    /// `retire_others`, every other unretired key of its kind is retired at `now`.
+    /// Returns whether the key was added.
+    async fn add_key(&self, key: &StoredKey, only_if_none_active: bool, retire_others: bool, now: Millis) -> Result<bool>;
+    /// Replaces the stored material of a key (to encrypt keys stored in plain text).
+    async fn replace_key_material(&self, kid: &str, material: &[u8], encrypted: bool) -> Result<()>;
+}
+
+/// Opens the store a URL names, creating a SQLite file (and its schema) if needed, and applies
+/// pending migrations.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PgStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}

@@ -1,0 +1,66 @@
+//! The PostgreSQL backend, for several `prolong serve` replicas sharing one database.
+//!
+//! Refresh races are settled by the conditional `UPDATE` (row lock + re-check under READ
+//! COMMITTED), so replicas need no coordination of their own.
+
+use crate::migrations::{CREATE_TABLE, MIGRATIONS};
+use crate::{Result, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, Executor};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A PostgreSQL database.
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// A constant for the advisory lock that serializes migrations across replicas.
+const MIGRATION_LOCK: i64 = 0x5052_4f4c_4f4e_47; // "PROLONG"
+
+impl PgStore {
+    /// Connects to `url` and migrates the database.
+    pub async fn open(url: &str) -> Result<Self> {
+        let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Other(e.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await?;
+        let mut conn = pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+        tx.execute(CREATE_TABLE).await?;
+        for (version, _, sql) in MIGRATIONS {
+            let applied = sqlx::query("SELECT 1 FROM prolong_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if applied.is_none() {
+                sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO prolong_migrations (version, applied_at) VALUES ($1, $2)")
+                    .bind(version)
+                    .bind(crate::sql::now_for_migrations())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        drop(conn);
+        Ok(PgStore { pool })
+    }
+
+    pub(crate) fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) async fn close_pools(&self) {
+        self.pool.close().await;
+    }
+}
+
+crate::sql::impl_store!(PgStore, sqlx::Postgres);
