@@ -1,0 +1,75 @@
+//! `/oauth/token` (password and refresh_token grants) and `/oauth/revoke` (RFC 7009).
+
+use super::error::ApiError;
+use super::params::Params;
+use super::{App, user_agent};
+use crate::service::TokenSet;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Default `client_id` when a request names none.
+pub const DEFAULT_CLIENT_ID: &str = "prolong";
+
+fn check_client_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+        return Err(ApiError::InvalidRequest("client_id must be 1 to 128 printable characters".into()));
+    }
+    Ok(())
+}
+
+/// A token response with the no-store headers of RFC 6749 §5.1.
+pub fn token_response(t: TokenSet) -> Response {
+    let mut body = json!({
+        "token_type": "Bearer",
+        "access_token": t.access_token,
+        "expires_in": t.expires_in,
+        "session_id": t.session_id,
+        "idle_expires_at": t.idle_expires_at,
+        "session_expires_at": t.session_expires_at,
+    });
+    if let (Some(rt), Some(obj)) = (t.refresh_token, body.as_object_mut()) {
+        obj.insert("refresh_token".into(), rt.into());
+    }
+    let mut r = (StatusCode::OK, Json(body)).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// `POST /oauth/token`
+pub async fn token(State(app): State<App>, headers: HeaderMap, params: Params) -> Result<Response, ApiError> {
+    let client_id = params.get("client_id")?.filter(|c| !c.is_empty());
+    if let Some(c) = client_id {
+        check_client_id(c)?;
+    }
+    match params.get("grant_type")? {
+        Some("password") => {
+            let username = params.require("username")?;
+            let password = params.get("password")?.unwrap_or("");
+            if username.len() > 256 || password.len() > 1024 {
+                return Err(ApiError::InvalidRequest("username or password too long".into()));
+            }
+            let tokens = app.login(username, password, client_id.unwrap_or(DEFAULT_CLIENT_ID), user_agent(&headers)).await?;
+            Ok(token_response(tokens))
+        }
+        Some("refresh_token") => {
+            let refresh_token = params.require("refresh_token")?;
+            let idle = params.idle()?;
+            Ok(token_response(app.refresh(refresh_token, idle, client_id).await?))
+        }
+        Some("") | None => Err(ApiError::InvalidRequest("missing parameter grant_type".into())),
+        Some(_) => Err(ApiError::UnsupportedGrantType),
+    }
+}
+
+/// `POST /oauth/revoke`: always 200 for a well-formed request (RFC 7009 §2.2).
+pub async fn revoke(State(app): State<App>, params: Params) -> Result<Response, ApiError> {
+    let token = params.require("token")?;
+    app.revoke(token).await?;
+    let mut r = StatusCode::OK.into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}

@@ -1,0 +1,84 @@
+//! Password hashing with argon2id (OWASP parameters), off the async runtime.
+//!
+//! Hashing runs on the blocking pool behind a semaphore sized to the machine's cores, so a flood
+//! of logins queues here instead of starving refreshes of runtime threads. An unknown user is
+//! checked against a dummy hash, so it costs the same time as a wrong password.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// OWASP's argon2id recommendation: 19 MiB, 2 iterations, 1 lane.
+fn argon2() -> Argon2<'static> {
+    // The constants are valid, so `Params::new` cannot fail; fall back to the crate's defaults
+    // (also argon2id, 19 MiB, 2 iterations) rather than panic.
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashing failed (it only can on resource exhaustion).
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed")]
+pub struct HashError;
+
+/// Hashes and verifies passwords with bounded concurrency.
+#[derive(Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    dummy: Arc<str>,
+}
+
+impl Hasher {
+    /// A hasher allowing `concurrency` simultaneous hashes.
+    pub fn new(concurrency: usize) -> Result<Self, HashError> {
+        let dummy = hash_blocking("prolong-dummy-password-for-unknown-users")?;
+        Ok(Hasher { permits: Arc::new(Semaphore::new(concurrency.max(1))), dummy: dummy.into() })
+    }
+
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
+        let _permit = self.permits.acquire().await.map_err(|_| HashError)?;
+        tokio::task::spawn_blocking(f).await.map_err(|_| HashError)
+    }
+
+    /// A PHC string for `password`.
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        self.run(move || hash_blocking(&password)).await?
+    }
+
+    /// Checks `password` against `stored` (or against the dummy when there is no user), in the
+    /// same time either way.
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, HashError> {
+        let known = stored.as_deref().is_some_and(|s| !s.is_empty());
+        let target = if known { stored.unwrap_or_default() } else { self.dummy.to_string() };
+        let ok = self
+            .run(move || match PasswordHash::new(&target) {
+                Ok(h) => argon2().verify_password(password.as_bytes(), &h).is_ok(),
+                Err(_) => false,
+            })
+            .await?;
+        Ok(ok && known)
+    }
+}
+
+/// Hashes synchronously (for the CLI and the dummy).
+pub fn hash_blocking(password: &str) -> Result<String, HashError> {
+    let salt_bytes = prolong_core::keys::random_bytes::<16>().map_err(|_| HashError)?;
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|_| HashError)?;
+    Ok(argon2().hash_password(password.as_bytes(), &salt).map_err(|_| HashError)?.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn verifies_right_and_wrong_and_unknown() {
+        let h = Hasher::new(2).expect("hasher");
+        let stored = h.hash("correct horse".into()).await.expect("hash");
+        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(h.verify("correct horse".into(), Some(stored.clone())).await.expect("verify"));
+        assert!(!h.verify("wrong".into(), Some(stored)).await.expect("verify"));
+        assert!(!h.verify("prolong-dummy-password-for-unknown-users".into(), None).await.expect("verify"));
+    }
+}
