@@ -90,7 +90,12 @@ pub fn parse(token: &str) -> Option<ParsedRefreshToken> {
     generation.copy_from_slice(&raw[24..32]);
     let mut tag = [0u8; 32];
     tag.copy_from_slice(&raw[32..]);
-    Some(ParsedRefreshToken { key_id, session_id, generation: u64::from_be_bytes(generation), tag })
+    Some(ParsedRefreshToken {
+        key_id,
+        session_id,
+        generation: u64::from_be_bytes(generation),
+        tag,
+    })
 }
 
 impl ParsedRefreshToken {
@@ -120,10 +125,19 @@ mod tests {
     fn round_trip_and_binding() {
         let sid = [7u8; 16];
         let salt = [9u8; 32];
-        let b = Binding { session_id: &sid, salt: &salt, user_id: "u1", client_id: "prolong", generation: 42 };
+        let b = Binding {
+            session_id: &sid,
+            salt: &salt,
+            user_id: "u1",
+            client_id: "prolong",
+            generation: 42,
+        };
         let t = issue(&[1; 8], &key(1), &b);
         assert!(t.starts_with(PREFIX));
-        assert!(t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(
+            t.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
         let p = parse(&t).expect("well formed");
         assert_eq!((p.key_id, p.session_id, p.generation), ([1; 8], sid, 42));
         assert!(p.verify(&key(1), &salt, "u1", "prolong"));
@@ -139,7 +153,13 @@ mod tests {
     fn tampered_generation_fails_the_mac() {
         let sid = [7u8; 16];
         let salt = [9u8; 32];
-        let b = Binding { session_id: &sid, salt: &salt, user_id: "u", client_id: "c", generation: 1 };
+        let b = Binding {
+            session_id: &sid,
+            salt: &salt,
+            user_id: "u",
+            client_id: "c",
+            generation: 1,
+        };
         let mut p = parse(&issue(&[1; 8], &key(1), &b)).expect("well formed");
         p.generation = 2;
         assert!(!p.verify(&key(1), &salt, "u", "c"));
@@ -147,7 +167,14 @@ mod tests {
 
     #[test]
     fn wrong_shapes_are_rejected() {
-        for t in ["", "plr1_", "plr2_AAAA", "plr1_!!!!", &format!("{PREFIX}{}", "A".repeat(85)), &format!("{PREFIX}{}", "A".repeat(87))] {
+        for t in [
+            "",
+            "plr1_",
+            "plr2_AAAA",
+            "plr1_!!!!",
+            &format!("{PREFIX}{}", "A".repeat(85)),
+            &format!("{PREFIX}{}", "A".repeat(87)),
+        ] {
             assert_eq!(parse(t), None, "{t}");
         }
     }

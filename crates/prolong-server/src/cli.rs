@@ -118,7 +118,10 @@ enum ConfigCommand {
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -137,8 +140,11 @@ pub fn main() -> std::process::ExitCode {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(true)
         .try_init();
@@ -149,7 +155,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { listen, .. } => listen.clone(),
         _ => None,
     };
-    let overrides = Overrides { listen, database_url: cli.global.database_url.clone() };
+    let overrides = Overrides {
+        listen,
+        database_url: cli.global.database_url.clone(),
+    };
     let settings = Settings::load(cli.global.config.as_deref(), &overrides)?;
     match cli.command {
         Command::Serve { demo, .. } => crate::serve(settings, demo).await,
@@ -166,13 +175,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn open(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     prolong_store::connect(&settings.database_url)
         .await
-        .with_context(|| format!("opening database {}", crate::config::mask_url(&settings.database_url)))
+        .with_context(|| {
+            format!(
+                "opening database {}",
+                crate::config::mask_url(&settings.database_url)
+            )
+        })
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let pw = if from_stdin {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     } else if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password("password: ").context("reading the password")?;
@@ -190,11 +207,18 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 
 async fn find_user(store: &dyn Store, username: &str) -> anyhow::Result<User> {
     let name = prolong_core::username::normalize(username);
-    store.user_by_name(&name).await?.ok_or_else(|| anyhow::anyhow!("unknown user {name:?}"))
+    store
+        .user_by_name(&name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("unknown user {name:?}"))
 }
 
 /// Creates a user with an already validated password; returns its id.
-pub async fn create_user(store: &dyn Store, username: &str, password: &str) -> anyhow::Result<String> {
+pub async fn create_user(
+    store: &dyn Store,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<String> {
     let name = prolong_core::username::normalize(username);
     prolong_core::username::check_username(&name)?;
     if store.user_by_name(&name).await?.is_some() {
@@ -203,7 +227,13 @@ pub async fn create_user(store: &dyn Store, username: &str, password: &str) -> a
     prolong_core::username::check_new_password(password)?;
     let hash = password::hash_blocking(password)?;
     let id = service::hex(&prolong_core::keys::random_bytes::<16>()?);
-    let user = User { id: id.clone(), username: name.clone(), password_hash: hash, token_version: 0, created_at: service::now_ms() };
+    let user = User {
+        id: id.clone(),
+        username: name.clone(),
+        password_hash: hash,
+        token_version: 0,
+        created_at: service::now_ms(),
+    };
     match store.create_user(&user).await {
         Ok(()) => Ok(id),
         Err(prolong_store::StoreError::Conflict) => bail!("user {name:?} already exists"),
@@ -217,7 +247,8 @@ pub async fn ensure_demo_user(store: &dyn Store) -> anyhow::Result<()> {
         return Ok(());
     }
     use base64::Engine;
-    let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(prolong_core::keys::random_bytes::<12>()?);
+    let password = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(prolong_core::keys::random_bytes::<12>()?);
     match create_user(store, "demo", &password).await {
         Ok(_) => {
             eprintln!("demo user created: username demo, password {password} (shown once)");
@@ -234,7 +265,10 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
     let now = service::now_ms();
     let result = async {
         match cmd {
-            UserCommand::Add { username, password_stdin } => {
+            UserCommand::Add {
+                username,
+                password_stdin,
+            } => {
                 let name = prolong_core::username::normalize(&username);
                 prolong_core::username::check_username(&name)?;
                 if store.user_by_name(&name).await?.is_some() {
@@ -244,7 +278,10 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
                 let id = create_user(store.as_ref(), &username, &pw).await?;
                 println!("{id}");
             }
-            UserCommand::Passwd { username, password_stdin } => {
+            UserCommand::Passwd {
+                username,
+                password_stdin,
+            } => {
                 let user = find_user(store.as_ref(), &username).await?;
                 let pw = read_password(password_stdin)?;
                 let hash = password::hash_blocking(&pw)?;
@@ -253,12 +290,20 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
             }
             UserCommand::Reauth { username } => {
                 let user = find_user(store.as_ref(), &username).await?;
-                let ended = store.end_user_sessions(&user.id, Reason::ReauthRequired, now).await?;
-                println!("re-authentication required; {} session(s) ended", ended.len());
+                let ended = store
+                    .end_user_sessions(&user.id, Reason::ReauthRequired, now)
+                    .await?;
+                println!(
+                    "re-authentication required; {} session(s) ended",
+                    ended.len()
+                );
             }
             UserCommand::RevokeAll { username } => {
                 let user = find_user(store.as_ref(), &username).await?;
-                let v = store.bump_token_version(&user.id).await?.unwrap_or_default();
+                let v = store
+                    .bump_token_version(&user.id)
+                    .await?
+                    .unwrap_or_default();
                 println!("token version is now {v}; every session ended");
             }
         }
@@ -274,9 +319,14 @@ async fn sessions(cmd: SessionsCommand, settings: &Settings) -> anyhow::Result<(
     let result = async {
         match cmd {
             SessionsCommand::List { username } => {
-                let Some(username) = username else { bail!("give a USERNAME whose sessions to list") };
+                let Some(username) = username else {
+                    bail!("give a USERNAME whose sessions to list")
+                };
                 let user = find_user(store.as_ref(), &username).await?;
-                println!("{:<32}  {:>12}  {:>12}  {:>5}  user agent", "session", "created", "last active", "gen");
+                println!(
+                    "{:<32}  {:>12}  {:>12}  {:>5}  user agent",
+                    "session", "created", "last active", "gen"
+                );
                 for s in store.sessions_of(&user.id).await? {
                     println!(
                         "{:<32}  {:>12}  {:>12}  {:>5}  {}",
@@ -289,12 +339,22 @@ async fn sessions(cmd: SessionsCommand, settings: &Settings) -> anyhow::Result<(
                 }
             }
             SessionsCommand::Revoke { session_id } => {
-                let id = service::parse_session_id(&session_id).ok_or_else(|| anyhow::anyhow!("{session_id:?} is not a session id"))?;
+                let id = service::parse_session_id(&session_id)
+                    .ok_or_else(|| anyhow::anyhow!("{session_id:?} is not a session id"))?;
                 if store.session(&id).await?.is_none() {
                     bail!("unknown session {session_id}");
                 }
-                let ended = store.end_session(&id, Reason::Revoked, service::now_ms()).await?;
-                println!("{}", if ended { "session revoked" } else { "session had already ended" });
+                let ended = store
+                    .end_session(&id, Reason::Revoked, service::now_ms())
+                    .await?;
+                println!(
+                    "{}",
+                    if ended {
+                        "session revoked"
+                    } else {
+                        "session had already ended"
+                    }
+                );
             }
         }
         Ok(())

@@ -59,7 +59,11 @@ impl Sealer {
         let nonce_bytes = keys::random_bytes::<NONCE_LEN>()?;
         let mut buf = plain.to_vec();
         self.0
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(kid.as_bytes()), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(kid.as_bytes()),
+                &mut buf,
+            )
             .map_err(|_| keys::KeyError::Crypto)?;
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&buf);
@@ -72,7 +76,8 @@ impl Sealer {
             return Err(KeyRingError::Sealed(kid.into()));
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyRingError::Sealed(kid.into()))?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| KeyRingError::Sealed(kid.into()))?;
         let mut buf = body.to_vec();
         let plain = self
             .0
@@ -139,7 +144,11 @@ impl KeyRing {
         now: Millis,
     ) -> Result<Arc<KeyRing>, KeyRingError> {
         let stored = store.keys().await?;
-        let has = |kind: KeyKind, alg: &str| stored.iter().any(|k| k.kind == kind && k.alg == alg && k.retired_at.is_none());
+        let has = |kind: KeyKind, alg: &str| {
+            stored
+                .iter()
+                .any(|k| k.kind == kind && k.alg == alg && k.retired_at.is_none())
+        };
         if !has(KeyKind::Signing, algorithm.as_str()) {
             let key = new_stored_key(KeyKind::Signing, algorithm, sealer.as_ref(), now)?;
             store.add_key(&key, true, false, now).await?;
@@ -150,10 +159,18 @@ impl KeyRing {
         }
         if let Some(sealer) = &sealer {
             for k in store.keys().await?.into_iter().filter(|k| !k.encrypted) {
-                store.replace_key_material(&k.kid, &sealer.seal(&k.kid, &k.material)?, true).await?;
+                store
+                    .replace_key_material(&k.kid, &sealer.seal(&k.kid, &k.material)?, true)
+                    .await?;
             }
         }
-        let keys = build(&store.keys().await?, sealer.as_ref(), algorithm, &policy, now)?;
+        let keys = build(
+            &store.keys().await?,
+            sealer.as_ref(),
+            algorithm,
+            &policy,
+            now,
+        )?;
         Ok(Arc::new(KeyRing {
             current: ArcSwap::from_pointee(keys),
             store,
@@ -173,22 +190,36 @@ impl KeyRing {
     /// Reloads from the database.
     pub async fn reload(&self, now: Millis) -> Result<(), KeyRingError> {
         let _guard = self.reload_lock.lock().await;
-        let keys = build(&self.store.keys().await?, self.sealer.as_ref(), self.algorithm, &self.policy, now)?;
-        self.current.store(Arc::new(keys));
+        self.reload_locked(now).await
+    }
+
+    async fn reload_locked(&self, now: Millis) -> Result<(), KeyRingError> {
         self.last_reload.store(now, Ordering::Relaxed);
+        let keys = build(
+            &self.store.keys().await?,
+            self.sealer.as_ref(),
+            self.algorithm,
+            &self.policy,
+            now,
+        )?;
+        self.current.store(Arc::new(keys));
         Ok(())
     }
 
-    /// Reloads when a key id was not found, at most once per second.
-    pub async fn reload_on_miss(&self, now: Millis) -> bool {
+    /// Reloads after a key id was not found at `missed_at`, unless a reload started since then.
+    /// Reloads are coalesced and at most one per second starts, so garbage key ids cannot make
+    /// the server hammer the database; a real new key is always found, at worst a second later.
+    pub async fn reload_on_miss(&self, missed_at: Millis) -> bool {
+        let _guard = self.reload_lock.lock().await;
         let last = self.last_reload.load(Ordering::Relaxed);
-        if now - last < MISS_RELOAD_MS {
-            return false;
+        if last > missed_at {
+            return true;
         }
-        if self.last_reload.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
-            return false;
+        let wait = last + MISS_RELOAD_MS - crate::service::now_ms();
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
         }
-        match self.reload(now).await {
+        match self.reload_locked(crate::service::now_ms()).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "reloading keys failed");
@@ -251,14 +282,27 @@ pub async fn list(store: &dyn Store) -> Result<Vec<KeyInfo>, KeyRingError> {
         .collect())
 }
 
-fn new_stored_key(kind: KeyKind, alg: Algorithm, sealer: Option<&Sealer>, now: Millis) -> Result<StoredKey, KeyRingError> {
+fn new_stored_key(
+    kind: KeyKind,
+    alg: Algorithm,
+    sealer: Option<&Sealer>,
+    now: Millis,
+) -> Result<StoredKey, KeyRingError> {
     let kid = keys::new_kid()?;
     let plain = keys::generate(alg)?;
     let (material, encrypted) = match sealer {
         Some(s) => (s.seal(&kid, &plain)?, true),
         None => (plain, false),
     };
-    Ok(StoredKey { kid, kind, alg: alg.as_str().into(), material, encrypted, created_at: now, retired_at: None })
+    Ok(StoredKey {
+        kid,
+        kind,
+        alg: alg.as_str().into(),
+        material,
+        encrypted,
+        created_at: now,
+        retired_at: None,
+    })
 }
 
 fn build(
@@ -291,7 +335,9 @@ fn build(
                 if !live && k.retired_at.is_some_and(|r| now - r > signing_keep) {
                     continue;
                 }
-                let Some(alg) = Algorithm::parse(&k.alg) else { continue };
+                let Some(alg) = Algorithm::parse(&k.alg) else {
+                    continue;
+                };
                 let key = Arc::new(SigningKey::from_private(&k.kid, alg, &open(k)?)?);
                 if let Some(jwk) = key.public_jwk() {
                     jwks.push(jwk.clone());
@@ -308,7 +354,9 @@ fn build(
                 if !live && k.retired_at.is_some_and(|r| now - r > mac_keep) {
                     continue;
                 }
-                let Some(id) = mac_kid_from_str(&k.kid) else { continue };
+                let Some(id) = mac_kid_from_str(&k.kid) else {
+                    continue;
+                };
                 let key = hmac::Key::new(hmac::HMAC_SHA256, &open(k)?);
                 if live {
                     mac_current = Some((id, key.clone()));
@@ -319,10 +367,18 @@ fn build(
     }
     // A key rotated by a process configured with another algorithm still signs, rather than
     // leaving this server signing with a retired key.
-    let signer = signer.or(any_live_signer).ok_or(KeyRingError::NoActiveKey("signing"))?;
+    let signer = signer
+        .or(any_live_signer)
+        .ok_or(KeyRingError::NoActiveKey("signing"))?;
     let mac_current = mac_current.ok_or(KeyRingError::NoActiveKey("refresh MAC"))?;
     let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks })).unwrap_or_default();
-    Ok(Keys { signer, verifiers, jwks: jwks.into(), mac_current, macs })
+    Ok(Keys {
+        signer,
+        verifiers,
+        jwks: jwks.into(),
+        mac_current,
+        macs,
+    })
 }
 
 #[cfg(test)]
@@ -336,6 +392,11 @@ mod tests {
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
         assert_eq!(s.open("k1", &sealed).expect("open"), b"secret material");
         assert!(s.open("k2", &sealed).is_err());
-        assert!(Sealer::new(&[8; 32]).expect("sealer").open("k1", &sealed).is_err());
+        assert!(
+            Sealer::new(&[8; 32])
+                .expect("sealer")
+                .open("k1", &sealed)
+                .is_err()
+        );
     }
 }

@@ -18,14 +18,19 @@ use std::sync::Arc;
 
 /// Whether an issuer URL names a loopback host (plain http is only allowed there).
 pub fn is_loopback_issuer(issuer: &str) -> bool {
-    let Some(rest) = issuer.strip_prefix("http://") else { return false };
+    let Some(rest) = issuer.strip_prefix("http://") else {
+        return false;
+    };
     let host = rest.split('/').next().unwrap_or("");
     let host = if let Some(v6) = host.strip_prefix('[') {
         v6.split(']').next().unwrap_or("")
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Runs the server until SIGINT or SIGTERM, then finishes in-flight requests and closes the
@@ -34,31 +39,62 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let store = prolong_store::connect(&settings.database_url)
         .await
-        .with_context(|| format!("opening database {}", config::mask_url(&settings.database_url)))?;
+        .with_context(|| {
+            format!(
+                "opening database {}",
+                config::mask_url(&settings.database_url)
+            )
+        })?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let issuer = settings.issuer.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let issuer = settings
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     if !issuer.starts_with("https://") && !is_loopback_issuer(&issuer) && !demo {
-        anyhow::bail!("issuer {issuer} must be https unless it is a loopback address (set `issuer`)");
+        anyhow::bail!(
+            "issuer {issuer} must be https unless it is a loopback address (set `issuer`)"
+        );
     }
     let sealer = match &settings.key_encryption_key {
         Some(k) => Some(keyring::Sealer::new(k)?),
         None => {
-            tracing::warn!("key_encryption_key is not set: private keys are stored in plain text in the database");
+            tracing::warn!(
+                "key_encryption_key is not set: private keys are stored in plain text in the database"
+            );
             None
         }
     };
-    let keys = keyring::KeyRing::load(store.clone(), sealer, settings.algorithm, settings.policy, service::now_ms()).await?;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let keys = keyring::KeyRing::load(
+        store.clone(),
+        sealer,
+        settings.algorithm,
+        settings.policy,
+        service::now_ms(),
+    )
+    .await?;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let hasher = password::Hasher::new(cores)?;
     if demo {
         cli::ensure_demo_user(store.as_ref()).await?;
     }
-    let metadata = http::wellknown::metadata(&issuer, settings.algorithm.as_str(), settings.admin_token.is_some());
+    let metadata = http::wellknown::metadata(
+        &issuer,
+        settings.algorithm.as_str(),
+        settings.admin_token.is_some(),
+    );
     let app = Arc::new(http::AppState {
-        service: service::Service { settings: settings.clone(), store: store.clone(), keys: keys.clone(), hasher, issuer },
+        service: service::Service {
+            settings: settings.clone(),
+            store: store.clone(),
+            keys: keys.clone(),
+            hasher,
+            issuer,
+        },
         metadata,
     });
     let reload = tokio::spawn({
@@ -75,9 +111,12 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         }
     });
     tracing::info!("listening on http://{addr}");
-    axum::serve(listener, http::router(app).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        http::router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     reload.abort();
     store.close().await;
     tracing::info!("shut down cleanly");
@@ -110,10 +149,20 @@ async fn shutdown_signal() {
 mod tests {
     #[test]
     fn loopback_issuers() {
-        for ok in ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:80", "http://127.0.0.2"] {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:80",
+            "http://127.0.0.2",
+        ] {
             assert!(super::is_loopback_issuer(ok), "{ok}");
         }
-        for bad in ["http://0.0.0.0:80", "http://example.com", "https://127.0.0.1", "http://10.0.0.1:8080"] {
+        for bad in [
+            "http://0.0.0.0:80",
+            "http://example.com",
+            "https://127.0.0.1",
+            "http://10.0.0.1:8080",
+        ] {
             assert!(!super::is_loopback_issuer(bad), "{bad}");
         }
     }

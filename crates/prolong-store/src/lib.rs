@@ -68,9 +68,20 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_id(&self, id: &str) -> Result<Option<User>>;
     /// Sets a user's password hash. With `end_sessions`, every live session of the user ends with
     /// `reauth_required` in the same transaction. Returns the ended sessions.
-    async fn set_password(&self, user_id: &str, hash: &str, end_sessions: bool, now: Millis) -> Result<Vec<EndedSession>>;
+    async fn set_password(
+        &self,
+        user_id: &str,
+        hash: &str,
+        end_sessions: bool,
+        now: Millis,
+    ) -> Result<Vec<EndedSession>>;
     /// Ends every live session of a user with `reason` (re-authentication) and returns them.
-    async fn end_user_sessions(&self, user_id: &str, reason: Reason, now: Millis) -> Result<Vec<EndedSession>>;
+    async fn end_user_sessions(
+        &self,
+        user_id: &str,
+        reason: Reason,
+        now: Millis,
+    ) -> Result<Vec<EndedSession>>;
     /// Bumps the user's token version ("logout everywhere") and returns the new one.
     async fn bump_token_version(&self, user_id: &str) -> Result<Option<i64>>;
 
@@ -80,7 +91,14 @@ pub trait Store: Send + Sync + 'static {
     async fn session(&self, id: &SessionId) -> Result<Option<SessionWithUser>>;
     /// Moves a session from generation `from` to `from + 1` if it is still at `from` and has not
     /// ended. Returns whether this call won.
-    async fn rotate(&self, id: &SessionId, from: u64, now: Millis, last_active: Millis, mac_kid: &MacKeyId) -> Result<bool>;
+    async fn rotate(
+        &self,
+        id: &SessionId,
+        from: u64,
+        now: Millis,
+        last_active: Millis,
+        mac_kid: &MacKeyId,
+    ) -> Result<bool>;
     /// Ends a session with `reason` unless it has ended already. Returns whether this call ended it.
     async fn end_session(&self, id: &SessionId, reason: Reason, now: Millis) -> Result<bool>;
     /// The sessions of a user that have not ended, newest first.
@@ -92,9 +110,16 @@ pub trait Store: Send + Sync + 'static {
     /// and algorithm exists (so replicas starting together create one key, not one each); with
     /// `retire_others`, every other unretired key of its kind is retired at `now`.
     /// Returns whether the key was added.
-    async fn add_key(&self, key: &StoredKey, only_if_none_active: bool, retire_others: bool, now: Millis) -> Result<bool>;
+    async fn add_key(
+        &self,
+        key: &StoredKey,
+        only_if_none_active: bool,
+        retire_others: bool,
+        now: Millis,
+    ) -> Result<bool>;
     /// Replaces the stored material of a key (to encrypt keys stored in plain text).
-    async fn replace_key_material(&self, kid: &str, material: &[u8], encrypted: bool) -> Result<()>;
+    async fn replace_key_material(&self, kid: &str, material: &[u8], encrypted: bool)
+    -> Result<()>;
 }
 
 /// Opens the store a URL names, creating a SQLite file (and its schema) if needed, and applies

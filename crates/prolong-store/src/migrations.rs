@@ -76,5 +76,4 @@ CREATE TABLE keys (
 );
 "#;
 
-pub(crate) const CREATE_TABLE: &str =
-    "CREATE TABLE IF NOT EXISTS prolong_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS prolong_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";

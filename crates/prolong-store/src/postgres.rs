@@ -29,7 +29,10 @@ impl PgStore {
             .await?;
         let mut conn = pool.acquire().await?;
         let mut tx = conn.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
         tx.execute(CREATE_TABLE).await?;
         for (version, _, sql) in MIGRATIONS {
             let applied = sqlx::query("SELECT 1 FROM prolong_migrations WHERE version = $1")

@@ -15,7 +15,9 @@ pub struct Bearer(pub Authenticated);
 /// The token of an `Authorization: Bearer` header.
 pub fn bearer_token(parts: &Parts) -> Result<&str, AuthError> {
     let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else { return Err(AuthError::Missing) };
+    let Some(value) = values.next() else {
+        return Err(AuthError::Missing);
+    };
     if values.next().is_some() {
         return Err(AuthError::Invalid);
     }
@@ -36,7 +38,10 @@ impl FromRequestParts<App> for Bearer {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).map_err(ApiError::Unauthorized)?;
-        let authed = app.authenticate(token).await.map_err(ApiError::Unauthorized)?;
+        let authed = app
+            .authenticate(token)
+            .await
+            .map_err(ApiError::Unauthorized)?;
         tracing::Span::current().record("user_id", authed.claims.sub.as_str());
         tracing::Span::current().record("session_id", authed.claims.sid.as_str());
         Ok(Bearer(authed))
@@ -45,7 +50,11 @@ impl FromRequestParts<App> for Bearer {
 
 /// `GET /v1/me`
 pub async fn me(State(app): State<App>, Bearer(auth): Bearer) -> Result<Json<Value>, ApiError> {
-    let user = app.store.user_by_id(&auth.claims.sub).await?.ok_or(ApiError::Unauthorized(AuthError::Invalid))?;
+    let user = app
+        .store
+        .user_by_id(&auth.claims.sub)
+        .await?
+        .ok_or(ApiError::Unauthorized(AuthError::Invalid))?;
     Ok(Json(json!({
         "sub": user.id,
         "username": user.username,

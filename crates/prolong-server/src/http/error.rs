@@ -36,7 +36,9 @@ pub enum ApiError {
 impl From<GrantError> for ApiError {
     fn from(e: GrantError) -> Self {
         match e {
-            GrantError::Invalid(reason, description) => ApiError::InvalidGrant(reason, description.into()),
+            GrantError::Invalid(reason, description) => {
+                ApiError::InvalidGrant(reason, description.into())
+            }
             GrantError::Store(prolong_store::StoreError::Unavailable(detail)) => {
                 tracing::error!(%detail, "database unavailable");
                 ApiError::Unavailable
@@ -55,37 +57,57 @@ impl From<prolong_store::StoreError> for ApiError {
 
 fn body(status: StatusCode, value: serde_json::Value) -> Response {
     let mut r = (status, Json(value)).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::InvalidRequest(d) => body(StatusCode::BAD_REQUEST, json!({"error":"invalid_request","error_description":d})),
+            ApiError::InvalidRequest(d) => body(
+                StatusCode::BAD_REQUEST,
+                json!({"error":"invalid_request","error_description":d}),
+            ),
             ApiError::UnsupportedGrantType => body(
                 StatusCode::BAD_REQUEST,
                 json!({"error":"unsupported_grant_type","error_description":"grant_type must be password or refresh_token"}),
             ),
-            ApiError::InvalidGrant(reason, d) => {
-                body(StatusCode::BAD_REQUEST, json!({"error":"invalid_grant","error_description":d,"reason":reason.as_str()}))
-            }
+            ApiError::InvalidGrant(reason, d) => body(
+                StatusCode::BAD_REQUEST,
+                json!({"error":"invalid_grant","error_description":d,"reason":reason.as_str()}),
+            ),
             ApiError::Unauthorized(AuthError::Unavailable) => ApiError::Unavailable.into_response(),
             ApiError::Unauthorized(kind) => {
                 let (challenge, error, description) = match kind {
-                    AuthError::Missing => ("Bearer", "missing_token", "an access token is required"),
+                    AuthError::Missing => {
+                        ("Bearer", "missing_token", "an access token is required")
+                    }
                     AuthError::Expired => (
                         "Bearer error=\"invalid_token\", error_description=\"the access token expired\"",
                         "token_expired",
                         "the access token expired",
                     ),
-                    _ => ("Bearer error=\"invalid_token\"", "invalid_token", "the access token is not valid"),
+                    _ => (
+                        "Bearer error=\"invalid_token\"",
+                        "invalid_token",
+                        "the access token is not valid",
+                    ),
                 };
-                let mut r = body(StatusCode::UNAUTHORIZED, json!({"error":error,"error_description":description}));
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                let mut r = body(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error":error,"error_description":description}),
+                );
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
                 r
             }
-            ApiError::NotFound => body(StatusCode::NOT_FOUND, json!({"error":"not_found","error_description":"no such resource"})),
+            ApiError::NotFound => body(
+                StatusCode::NOT_FOUND,
+                json!({"error":"not_found","error_description":"no such resource"}),
+            ),
             ApiError::MethodNotAllowed => body(
                 StatusCode::METHOD_NOT_ALLOWED,
                 json!({"error":"method_not_allowed","error_description":"method not allowed for this resource"}),
@@ -99,12 +121,16 @@ impl IntoResponse for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     json!({"error":"temporarily_unavailable","error_description":"the database is unavailable; retry shortly"}),
                 );
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
-                body(StatusCode::INTERNAL_SERVER_ERROR, json!({"error":"server_error","error_description":"internal error"}))
+                body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error":"server_error","error_description":"internal error"}),
+                )
             }
         }
     }

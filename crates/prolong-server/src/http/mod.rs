@@ -42,7 +42,9 @@ pub type App = Arc<AppState>;
 
 /// The `User-Agent` header, if it is text.
 pub fn user_agent(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok())
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Refuses a declared body over the limit before reading it.
@@ -70,8 +72,14 @@ pub fn router(app: App) -> Router {
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/v1/me", get(account::me))
         .route("/.well-known/jwks.json", get(wellknown::jwks))
-        .route("/.well-known/oauth-authorization-server", get(wellknown::discovery))
-        .route("/.well-known/openid-configuration", get(wellknown::discovery))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(wellknown::discovery),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(wellknown::discovery),
+        )
         .route("/healthz", get(wellknown::healthz))
         .route("/readyz", get(wellknown::readyz))
         .fallback(|| async { ApiError::NotFound })

@@ -15,7 +15,9 @@ pub const DEFAULT_CLIENT_ID: &str = "prolong";
 
 fn check_client_id(id: &str) -> Result<(), ApiError> {
     if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
-        return Err(ApiError::InvalidRequest("client_id must be 1 to 128 printable characters".into()));
+        return Err(ApiError::InvalidRequest(
+            "client_id must be 1 to 128 printable characters".into(),
+        ));
     }
     Ok(())
 }
@@ -34,13 +36,19 @@ pub fn token_response(t: TokenSet) -> Response {
         obj.insert("refresh_token".into(), rt.into());
     }
     let mut r = (StatusCode::OK, Json(body)).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
 
 /// `POST /oauth/token`
-pub async fn token(State(app): State<App>, headers: HeaderMap, params: Params) -> Result<Response, ApiError> {
+pub async fn token(
+    State(app): State<App>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, ApiError> {
     let client_id = params.get("client_id")?.filter(|c| !c.is_empty());
     if let Some(c) = client_id {
         check_client_id(c)?;
@@ -50,17 +58,30 @@ pub async fn token(State(app): State<App>, headers: HeaderMap, params: Params) -
             let username = params.require("username")?;
             let password = params.get("password")?.unwrap_or("");
             if username.len() > 256 || password.len() > 1024 {
-                return Err(ApiError::InvalidRequest("username or password too long".into()));
+                return Err(ApiError::InvalidRequest(
+                    "username or password too long".into(),
+                ));
             }
-            let tokens = app.login(username, password, client_id.unwrap_or(DEFAULT_CLIENT_ID), user_agent(&headers)).await?;
+            let tokens = app
+                .login(
+                    username,
+                    password,
+                    client_id.unwrap_or(DEFAULT_CLIENT_ID),
+                    user_agent(&headers),
+                )
+                .await?;
             Ok(token_response(tokens))
         }
         Some("refresh_token") => {
             let refresh_token = params.require("refresh_token")?;
             let idle = params.idle()?;
-            Ok(token_response(app.refresh(refresh_token, idle, client_id).await?))
+            Ok(token_response(
+                app.refresh(refresh_token, idle, client_id).await?,
+            ))
         }
-        Some("") | None => Err(ApiError::InvalidRequest("missing parameter grant_type".into())),
+        Some("") | None => Err(ApiError::InvalidRequest(
+            "missing parameter grant_type".into(),
+        )),
         Some(_) => Err(ApiError::UnsupportedGrantType),
     }
 }
@@ -70,6 +91,7 @@ pub async fn revoke(State(app): State<App>, params: Params) -> Result<Response, 
     let token = params.require("token")?;
     app.revoke(token).await?;
     let mut r = StatusCode::OK.into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }
