@@ -54,6 +54,12 @@ impl Reason {
         }
     }
 
+    /// Whether ending a session for this reason revokes its access tokens in strict mode (an
+    /// explicit act), rather than letting them run out (idle, absolute).
+    pub fn is_revocation(self) -> bool {
+        matches!(self, Reason::Revoked | Reason::ReuseDetected | Reason::ReauthRequired)
+    }
+
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|r| r.as_str() == s)

@@ -263,6 +263,7 @@ pub async fn ensure_demo_user(store: &dyn Store) -> anyhow::Result<()> {
 async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
     let store = open(settings).await?;
     let now = service::now_ms();
+    let until = now + settings.policy.access_ttl;
     let result = async {
         match cmd {
             UserCommand::Add {
@@ -285,13 +286,13 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
                 let user = find_user(store.as_ref(), &username).await?;
                 let pw = read_password(password_stdin)?;
                 let hash = password::hash_blocking(&pw)?;
-                let ended = store.set_password(&user.id, &hash, true, now).await?;
+                let ended = store.set_password(&user.id, &hash, true, now, until).await?;
                 println!("password reset; {} session(s) ended", ended.len());
             }
             UserCommand::Reauth { username } => {
                 let user = find_user(store.as_ref(), &username).await?;
                 let ended = store
-                    .end_user_sessions(&user.id, Reason::ReauthRequired, now)
+                    .end_user_sessions(&user.id, Reason::ReauthRequired, now, until)
                     .await?;
                 println!(
                     "re-authentication required; {} session(s) ended",
@@ -301,7 +302,7 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
             UserCommand::RevokeAll { username } => {
                 let user = find_user(store.as_ref(), &username).await?;
                 let v = store
-                    .bump_token_version(&user.id)
+                    .bump_token_version(&user.id, now, until)
                     .await?
                     .unwrap_or_default();
                 println!("token version is now {v}; every session ended");
@@ -345,7 +346,7 @@ async fn sessions(cmd: SessionsCommand, settings: &Settings) -> anyhow::Result<(
                     bail!("unknown session {session_id}");
                 }
                 let ended = store
-                    .end_session(&id, Reason::Revoked, service::now_ms())
+                    .end_session(&id, Reason::Revoked, service::now_ms(), service::now_ms() + settings.policy.access_ttl)
                     .await?;
                 println!(
                     "{}",

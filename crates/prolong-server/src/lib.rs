@@ -4,12 +4,14 @@
 //! [`service`] applies the session rules of `prolong-core` to the store, [`http`] exposes it, and
 //! [`cli`] is the command line.
 
+pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod keyring;
 pub mod password;
 pub mod service;
+pub mod throttle;
 
 use anyhow::Context;
 use config::Settings;

@@ -63,7 +63,7 @@ pub enum GrantError {
     Internal(String),
 }
 
-fn invalid(reason: Reason) -> GrantError {
+pub(crate) fn invalid(reason: Reason) -> GrantError {
     let description = match reason {
         Reason::BadCredentials => "invalid username or password",
         Reason::UnknownToken => "the token is not valid",
@@ -133,6 +133,12 @@ pub struct Service {
 const MAX_ROTATE_ATTEMPTS: usize = 4;
 
 impl Service {
+    /// How long a revocation made now must stay in the feed: until every access token issued
+    /// before it has expired.
+    pub fn feed_until(&self, now: Millis) -> Millis {
+        now + self.settings.policy.access_ttl
+    }
+
     /// Password login: a new session and its tokens, or `bad_credentials` — the same answer, in
     /// the same time, for an unknown user and a wrong password.
     pub async fn login(
@@ -193,7 +199,7 @@ impl Service {
             user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
         };
         self.store.create_session(&session).await?;
-        self.issue(&session, now).await
+        self.issue_for(&session, now).await
     }
 
     /// Rotates a refresh token (CONTRACT §5).
@@ -246,13 +252,13 @@ impl Service {
                         next.state.rotated_at = now;
                         next.state.last_active = last_active;
                         next.mac_kid = mac_kid;
-                        return self.issue(&next, now).await;
+                        return self.issue_for(&next, now).await;
                     }
                     // Another request rotated first: decide again on what it wrote.
                 }
-                Decision::Replay => return self.issue(&s, now).await,
+                Decision::Replay => return self.issue_for(&s, now).await,
                 Decision::End(reason) => {
-                    if self.store.end_session(&s.id, reason, now).await? {
+                    if self.store.end_session(&s.id, reason, now, self.feed_until(now)).await? {
                         if reason == Reason::ReuseDetected {
                             tracing::warn!(target: SECURITY, session_id = %hex(&s.id), user_id = %s.user_id, "refresh token reuse detected; session revoked");
                         } else {
@@ -271,7 +277,7 @@ impl Service {
     }
 
     /// Signs the access token (and derives the refresh token) of the session's current generation.
-    async fn issue(&self, s: &Session, now: Millis) -> Result<TokenSet, GrantError> {
+    pub(crate) async fn issue_for(&self, s: &Session, now: Millis) -> Result<TokenSet, GrantError> {
         let policy = self.settings.policy;
         let keys = self.keys.get();
         let iat = now / 1000;
@@ -357,7 +363,7 @@ impl Service {
                 Err(_) => return Ok(()),
             }
         };
-        if self.store.end_session(&sid, Reason::Revoked, now).await? {
+        if self.store.end_session(&sid, Reason::Revoked, now, self.feed_until(now)).await? {
             tracing::info!(target: SECURITY, session_id = %hex(&sid), "session revoked");
         }
         Ok(())

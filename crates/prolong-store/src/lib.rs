@@ -67,23 +67,28 @@ pub trait Store: Send + Sync + 'static {
     /// Finds a user by id.
     async fn user_by_id(&self, id: &str) -> Result<Option<User>>;
     /// Sets a user's password hash. With `end_sessions`, every live session of the user ends with
-    /// `reauth_required` in the same transaction. Returns the ended sessions.
+    /// `reauth_required` in the same transaction, each recorded in the revocation feed until
+    /// `until`. Returns the ended sessions.
     async fn set_password(
         &self,
         user_id: &str,
         hash: &str,
         end_sessions: bool,
         now: Millis,
+        until: Millis,
     ) -> Result<Vec<EndedSession>>;
-    /// Ends every live session of a user with `reason` (re-authentication) and returns them.
+    /// Ends every live session of a user with `reason` (re-authentication), recording each in the
+    /// revocation feed until `until`, and returns them.
     async fn end_user_sessions(
         &self,
         user_id: &str,
         reason: Reason,
         now: Millis,
+        until: Millis,
     ) -> Result<Vec<EndedSession>>;
-    /// Bumps the user's token version ("logout everywhere") and returns the new one.
-    async fn bump_token_version(&self, user_id: &str) -> Result<Option<i64>>;
+    /// Bumps the user's token version ("logout everywhere"), records a user event in the feed
+    /// until `until`, and returns the new version (`None` for an unknown user).
+    async fn bump_token_version(&self, user_id: &str, now: Millis, until: Millis) -> Result<Option<i64>>;
 
     /// Stores a new session.
     async fn create_session(&self, session: &Session) -> Result<()>;
@@ -99,10 +104,21 @@ pub trait Store: Send + Sync + 'static {
         last_active: Millis,
         mac_kid: &MacKeyId,
     ) -> Result<bool>;
-    /// Ends a session with `reason` unless it has ended already. Returns whether this call ended it.
-    async fn end_session(&self, id: &SessionId, reason: Reason, now: Millis) -> Result<bool>;
+    /// Ends a session with `reason` unless it has ended already, and — for a revocation (see
+    /// [`prolong_core::Reason::is_revocation`]) — records it in the feed until `until`, in the same
+    /// transaction. Returns whether this call ended it.
+    async fn end_session(&self, id: &SessionId, reason: Reason, now: Millis, until: Millis) -> Result<bool>;
     /// The sessions of a user that have not ended, newest first.
     async fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>>;
+    /// Sessions that have not ended, of every user, newest first, at most `limit`.
+    async fn live_sessions(&self, limit: i64) -> Result<Vec<Session>>;
+    /// Deletes at most `limit` session rows and revocation events that can no longer matter.
+    async fn purge(&self, before: PurgeBefore, limit: i64) -> Result<Purged>;
+
+    /// Revocation events after `cursor` whose `until` is later than `now`, in commit order.
+    async fn revocations_after(&self, cursor: i64, now: Millis, limit: i64) -> Result<Vec<Revocation>>;
+    /// The newest event's position (0 when there is none).
+    async fn latest_revocation(&self) -> Result<i64>;
 
     /// Every stored key, oldest first.
     async fn keys(&self) -> Result<Vec<StoredKey>>;

@@ -4,7 +4,7 @@
 //! starting together serialize on a lock (PostgreSQL advisory lock, SQLite `BEGIN IMMEDIATE`).
 
 /// (version, SQLite, PostgreSQL)
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(1, V1_SQLITE, V1_PG)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(1, V1_SQLITE, V1_PG), (2, V2_SQLITE, V2_PG)];
 
 const V1_SQLITE: &str = r#"
 CREATE TABLE users (
@@ -74,6 +74,39 @@ CREATE TABLE keys (
     created_at BIGINT NOT NULL,
     retired_at BIGINT
 );
+"#;
+
+/// Indexes for the background purge, and the revocation feed (CONTRACT §6).
+const V2_SQLITE: &str = r#"
+CREATE INDEX sessions_by_last_active ON sessions(last_active);
+CREATE INDEX sessions_by_auth_time ON sessions(auth_time);
+CREATE INDEX sessions_by_ended_at ON sessions(ended_at) WHERE ended_at IS NOT NULL;
+CREATE TABLE revocations (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT NOT NULL,
+    session_id BLOB,
+    user_id    TEXT,
+    min_ver    INTEGER,
+    until      INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX revocations_by_until ON revocations(until);
+"#;
+
+const V2_PG: &str = r#"
+CREATE INDEX sessions_by_last_active ON sessions(last_active);
+CREATE INDEX sessions_by_auth_time ON sessions(auth_time);
+CREATE INDEX sessions_by_ended_at ON sessions(ended_at) WHERE ended_at IS NOT NULL;
+CREATE TABLE revocations (
+    seq        BIGSERIAL PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    session_id BYTEA,
+    user_id    TEXT,
+    min_ver    BIGINT,
+    until      BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX revocations_by_until ON revocations(until);
 "#;
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS prolong_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";

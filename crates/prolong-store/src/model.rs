@@ -122,3 +122,50 @@ pub(crate) fn reason_from_db(s: Option<String>) -> Option<Reason> {
     // An unknown stored reason still means the session ended.
     s.map(|s| Reason::parse(&s).unwrap_or(Reason::Revoked))
 }
+
+/// What a revocation event ends (CONTRACT §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationKind {
+    /// One session: logout, revoke, reuse detection, re-authentication requirement, admin action.
+    Session(SessionId),
+    /// Every session of a user whose token version is below `min_version` ("logout everywhere").
+    User {
+        /// The user id (`sub`).
+        user_id: String,
+        /// Tokens with `ver` below this are revoked.
+        min_version: i64,
+    },
+}
+
+/// One event of the revocation feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// Position in commit order; the feed's cursor.
+    pub seq: i64,
+    /// What it revokes.
+    pub kind: RevocationKind,
+    /// The latest `exp` an affected access token can have (ms); the event is dropped after it.
+    pub until: Millis,
+}
+
+/// What the background purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Session rows deleted.
+    pub sessions: u64,
+    /// Revocation events deleted.
+    pub revocations: u64,
+}
+
+/// The cut-off times of a purge: rows older than these can no longer matter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeBefore {
+    /// Ended sessions whose `ended_at` is before this.
+    pub ended_at: Millis,
+    /// Sessions whose `last_active` is before this (idle-expired).
+    pub last_active: Millis,
+    /// Sessions whose `auth_time` is before this (past the absolute lifetime).
+    pub auth_time: Millis,
+    /// Revocation events whose `until` is before this.
+    pub until: Millis,
+}

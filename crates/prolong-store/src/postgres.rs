@@ -66,4 +66,13 @@ impl PgStore {
     }
 }
 
+/// The lock every transaction that writes feed events takes first, so that they commit in the
+/// order of their `seq` and a reader's cursor never skips one still in flight.
+const FEED_LOCK: i64 = 0x5052_4f4c_4f4e_48;
+
+async fn feed_lock(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(FEED_LOCK).execute(&mut **tx).await?;
+    Ok(())
+}
+
 crate::sql::impl_store!(PgStore, sqlx::Postgres);

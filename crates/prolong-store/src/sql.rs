@@ -103,15 +103,19 @@ macro_rules! impl_store {
                 hash: &str,
                 end_sessions: bool,
                 now: prolong_core::Millis,
+                until: prolong_core::Millis,
             ) -> $crate::Result<Vec<$crate::EndedSession>> {
                 let mut tx = self.writer().begin().await?;
+                if end_sessions {
+                    feed_lock(&mut tx).await?;
+                }
                 sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                     .bind(hash)
                     .bind(user_id)
                     .execute(&mut *tx)
                     .await?;
                 let ended = if end_sessions {
-                    end_live_sessions(&mut tx, user_id, prolong_core::Reason::ReauthRequired, now).await?
+                    end_live_sessions(&mut tx, user_id, prolong_core::Reason::ReauthRequired, now, until).await?
                 } else {
                     Vec::new()
                 };
@@ -124,20 +128,42 @@ macro_rules! impl_store {
                 user_id: &str,
                 reason: prolong_core::Reason,
                 now: prolong_core::Millis,
+                until: prolong_core::Millis,
             ) -> $crate::Result<Vec<$crate::EndedSession>> {
                 let mut tx = self.writer().begin().await?;
-                let ended = end_live_sessions(&mut tx, user_id, reason, now).await?;
+                feed_lock(&mut tx).await?;
+                let ended = end_live_sessions(&mut tx, user_id, reason, now, until).await?;
                 tx.commit().await?;
                 Ok(ended)
             }
 
-            async fn bump_token_version(&self, user_id: &str) -> $crate::Result<Option<i64>> {
+            async fn bump_token_version(
+                &self,
+                user_id: &str,
+                now: prolong_core::Millis,
+                until: prolong_core::Millis,
+            ) -> $crate::Result<Option<i64>> {
                 use sqlx::Row;
+                let mut tx = self.writer().begin().await?;
+                feed_lock(&mut tx).await?;
                 let row = sqlx::query("UPDATE users SET token_version = token_version + 1 WHERE id = $1 RETURNING token_version")
                     .bind(user_id)
-                    .fetch_optional(self.writer())
+                    .fetch_optional(&mut *tx)
                     .await?;
-                Ok(row.map(|r| r.try_get("token_version")).transpose()?)
+                let version: Option<i64> = row.map(|r| r.try_get("token_version")).transpose()?;
+                if let Some(v) = version {
+                    sqlx::query(
+                        "INSERT INTO revocations (kind, session_id, user_id, min_ver, until, created_at) VALUES ('user', NULL, $1, $2, $3, $4)",
+                    )
+                    .bind(user_id)
+                    .bind(v)
+                    .bind(until)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(version)
             }
 
             async fn create_session(&self, s: &$crate::Session) -> $crate::Result<()> {
@@ -207,14 +233,24 @@ macro_rules! impl_store {
                 id: &$crate::SessionId,
                 reason: prolong_core::Reason,
                 now: prolong_core::Millis,
+                until: prolong_core::Millis,
             ) -> $crate::Result<bool> {
+                let mut tx = self.writer().begin().await?;
+                if reason.is_revocation() {
+                    feed_lock(&mut tx).await?;
+                }
                 let done = sqlx::query("UPDATE sessions SET ended_reason = $1, ended_at = $2 WHERE id = $3 AND ended_reason IS NULL")
                     .bind(reason.as_str())
                     .bind(now)
                     .bind(id.to_vec())
-                    .execute(self.writer())
+                    .execute(&mut *tx)
                     .await?;
-                Ok(done.rows_affected() == 1)
+                let ended = done.rows_affected() == 1;
+                if ended && reason.is_revocation() {
+                    record_session_revocation(&mut tx, id, now, until).await?;
+                }
+                tx.commit().await?;
+                Ok(ended)
             }
 
             async fn sessions_of(&self, user_id: &str) -> $crate::Result<Vec<$crate::Session>> {
@@ -224,6 +260,76 @@ macro_rules! impl_store {
                 );
                 let rows = sqlx::query(&sql).bind(user_id).fetch_all(self.reader()).await?;
                 rows.iter().map(session_from_row).collect()
+            }
+
+            async fn live_sessions(&self, limit: i64) -> $crate::Result<Vec<$crate::Session>> {
+                let sql = format!(
+                    "SELECT {} FROM sessions s WHERE s.ended_reason IS NULL ORDER BY s.auth_time DESC LIMIT $1",
+                    $crate::sql::SESSION_COLUMNS
+                );
+                let rows = sqlx::query(&sql).bind(limit).fetch_all(self.reader()).await?;
+                rows.iter().map(session_from_row).collect()
+            }
+
+            async fn purge(&self, before: $crate::PurgeBefore, limit: i64) -> $crate::Result<$crate::Purged> {
+                // One short statement per kind, in batches, so the writer is never held long.
+                let sessions = sqlx::query(
+                    "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE \
+                     (ended_at IS NOT NULL AND ended_at < $1) OR last_active < $2 OR auth_time < $3 LIMIT $4)",
+                )
+                .bind(before.ended_at)
+                .bind(before.last_active)
+                .bind(before.auth_time)
+                .bind(limit)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                let revocations = sqlx::query("DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations WHERE until < $1 LIMIT $2)")
+                    .bind(before.until)
+                    .bind(limit)
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected();
+                Ok($crate::Purged { sessions, revocations })
+            }
+
+            async fn revocations_after(
+                &self,
+                cursor: i64,
+                now: prolong_core::Millis,
+                limit: i64,
+            ) -> $crate::Result<Vec<$crate::Revocation>> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT seq, kind, session_id, user_id, min_ver, until FROM revocations \
+                     WHERE seq > $1 AND until > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(cursor)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let kind: String = row.try_get("kind")?;
+                    let kind = if kind == "user" {
+                        $crate::RevocationKind::User {
+                            user_id: row.try_get::<Option<String>, _>("user_id")?.unwrap_or_default(),
+                            min_version: row.try_get::<Option<i64>, _>("min_ver")?.unwrap_or_default(),
+                        }
+                    } else {
+                        let sid: Option<Vec<u8>> = row.try_get("session_id")?;
+                        $crate::RevocationKind::Session($crate::sql::fixed(sid.unwrap_or_default(), "session id")?)
+                    };
+                    out.push($crate::Revocation { seq: row.try_get("seq")?, kind, until: row.try_get("until")? });
+                }
+                Ok(out)
+            }
+
+            async fn latest_revocation(&self) -> $crate::Result<i64> {
+                use sqlx::Row;
+                let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM revocations").fetch_one(self.reader()).await?;
+                Ok(row.try_get("seq")?)
             }
 
             async fn keys(&self) -> $crate::Result<Vec<$crate::StoredKey>> {
@@ -304,6 +410,7 @@ macro_rules! impl_store {
             user_id: &str,
             reason: prolong_core::Reason,
             now: prolong_core::Millis,
+            until: prolong_core::Millis,
         ) -> $crate::Result<Vec<$crate::EndedSession>> {
             use sqlx::Row;
             let rows = sqlx::query(
@@ -315,14 +422,32 @@ macro_rules! impl_store {
             .bind(user_id)
             .fetch_all(&mut **tx)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok($crate::EndedSession {
-                        id: $crate::sql::fixed(r.try_get("id")?, "session id")?,
-                        rotated_at: r.try_get("rotated_at")?,
-                    })
-                })
-                .collect()
+            let mut ended = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let e = $crate::EndedSession { id: $crate::sql::fixed(r.try_get("id")?, "session id")?, rotated_at: r.try_get("rotated_at")? };
+                if reason.is_revocation() {
+                    record_session_revocation(tx, &e.id, now, until).await?;
+                }
+                ended.push(e);
+            }
+            Ok(ended)
+        }
+
+        async fn record_session_revocation(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            id: &$crate::SessionId,
+            now: prolong_core::Millis,
+            until: prolong_core::Millis,
+        ) -> $crate::Result<()> {
+            sqlx::query(
+                "INSERT INTO revocations (kind, session_id, user_id, min_ver, until, created_at) VALUES ('session', $1, NULL, NULL, $2, $3)",
+            )
+            .bind(id.to_vec())
+            .bind(until)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
         }
     };
 }

@@ -93,4 +93,9 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
     Ok(())
 }
 
+/// SQLite has one writer, so feed events are committed in `seq` order without a lock.
+async fn feed_lock(_tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<()> {
+    Ok(())
+}
+
 crate::sql::impl_store!(SqliteStore, sqlx::Sqlite);

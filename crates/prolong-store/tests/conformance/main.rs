@@ -59,9 +59,9 @@ async fn users_are_unique_and_found(store: Arc<dyn Store>) {
         Some("alice".into())
     );
     assert_eq!(store.user_by_name("bob").await.expect("q"), None);
-    assert_eq!(store.bump_token_version("u1").await.expect("bump"), Some(1));
+    assert_eq!(store.bump_token_version("u1", 1, 100).await.expect("bump"), Some(1));
     assert_eq!(
-        store.bump_token_version("nobody").await.expect("bump"),
+        store.bump_token_version("nobody", 1, 100).await.expect("bump"),
         None
     );
 }
@@ -153,13 +153,13 @@ async fn an_ended_session_stays_ended(store: Arc<dyn Store>) {
     store.create_session(&s).await.expect("create session");
     assert!(
         store
-            .end_session(&s.id, Reason::ReuseDetected, 2_000)
+            .end_session(&s.id, Reason::ReuseDetected, 2_000, 9_000)
             .await
             .expect("end")
     );
     assert!(
         !store
-            .end_session(&s.id, Reason::Revoked, 3_000)
+            .end_session(&s.id, Reason::Revoked, 3_000, 9_000)
             .await
             .expect("end"),
         "the first end wins"
@@ -195,11 +195,11 @@ async fn password_reset_ends_every_live_session(store: Arc<dyn Store>) {
             .expect("create session");
     }
     store
-        .end_session(&[11; 16], Reason::Revoked, 1_500)
+        .end_session(&[11; 16], Reason::Revoked, 1_500, 9_000)
         .await
         .expect("end");
     let ended = store
-        .set_password("u1", "new", true, 2_000)
+        .set_password("u1", "new", true, 2_000, 9_000)
         .await
         .expect("reset");
     assert_eq!(
@@ -251,7 +251,7 @@ async fn password_reset_ends_every_live_session(store: Arc<dyn Store>) {
         .expect("create session");
     assert!(
         store
-            .set_password("u1", "newer", false, 4_000)
+            .set_password("u1", "newer", false, 4_000, 9_000)
             .await
             .expect("change")
             .is_empty()
@@ -268,7 +268,7 @@ async fn password_reset_ends_every_live_session(store: Arc<dyn Store>) {
         None
     );
     let ended = store
-        .end_user_sessions("u1", Reason::ReauthRequired, 5_000)
+        .end_user_sessions("u1", Reason::ReauthRequired, 5_000, 9_000)
         .await
         .expect("reauth");
     assert_eq!(ended.len(), 1);
@@ -340,6 +340,58 @@ async fn keys_are_added_once_and_retired(store: Arc<dyn Store>) {
     assert_eq!((a.material, a.encrypted), (vec![9, 9], true));
 }
 
+async fn revocations_form_an_ordered_feed(store: Arc<dyn Store>) {
+    use prolong_store::RevocationKind;
+    store.create_user(&user("u1", "alice")).await.expect("create");
+    for i in 20..24 {
+        store.create_session(&session(i, "u1", 1_000)).await.expect("session");
+    }
+    assert_eq!(store.latest_revocation().await.expect("latest"), 0);
+    // Idle and absolute expiry are not revocations; logout, reuse and re-auth are.
+    assert!(store.end_session(&[20; 16], Reason::ExpiredIdle, 2_000, 50_000).await.expect("end"));
+    assert!(store.end_session(&[21; 16], Reason::Revoked, 2_000, 50_000).await.expect("end"));
+    assert!(store.end_session(&[22; 16], Reason::ReuseDetected, 2_000, 40_000).await.expect("end"));
+    store.bump_token_version("u1", 3_000, 60_000).await.expect("bump");
+    store.end_user_sessions("u1", Reason::ReauthRequired, 4_000, 70_000).await.expect("reauth");
+    let all = store.revocations_after(0, 0, 100).await.expect("feed");
+    let kinds: Vec<RevocationKind> = all.iter().map(|r| r.kind.clone()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            RevocationKind::Session([21; 16]),
+            RevocationKind::Session([22; 16]),
+            RevocationKind::User { user_id: "u1".into(), min_version: 1 },
+            RevocationKind::Session([23; 16]),
+        ]
+    );
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "commit order");
+    assert_eq!(store.latest_revocation().await.expect("latest"), all[3].seq);
+    // A cursor skips what was seen; `now` drops what is past its `until`.
+    assert_eq!(store.revocations_after(all[1].seq, 0, 100).await.expect("feed").len(), 2);
+    assert_eq!(store.revocations_after(0, 45_000, 100).await.expect("feed").len(), 3);
+    assert_eq!(store.revocations_after(0, 0, 1).await.expect("feed").len(), 1);
+}
+
+async fn purge_removes_what_can_no_longer_matter(store: Arc<dyn Store>) {
+    use prolong_store::PurgeBefore;
+    store.create_user(&user("u1", "alice")).await.expect("create");
+    // 30: ended long ago; 31: idle for long; 32: too old; 33: alive.
+    for (i, at) in [(30, 10_000), (31, 1_000), (32, 500), (33, 90_000)] {
+        let mut s = session(i, "u1", at);
+        s.state.last_active = if i == 32 { 95_000 } else { at };
+        store.create_session(&s).await.expect("session");
+    }
+    store.end_session(&[30; 16], Reason::Revoked, 20_000, 30_000).await.expect("end");
+    let before = PurgeBefore { ended_at: 50_000, last_active: 5_000, auth_time: 800, until: 40_000 };
+    let purged = store.purge(before, 1_000).await.expect("purge");
+    assert_eq!((purged.sessions, purged.revocations), (3, 1));
+    assert!(store.session(&[33; 16]).await.expect("load").is_some());
+    for gone in [30u8, 31, 32] {
+        assert!(store.session(&[gone; 16]).await.expect("load").is_none(), "{gone}");
+    }
+    assert_eq!(store.live_sessions(10).await.expect("live").len(), 1);
+}
+
 async fn ping_answers(store: Arc<dyn Store>) {
     store.ping().await.expect("ping");
 }
@@ -375,6 +427,8 @@ backends!(
     an_ended_session_stays_ended,
     password_reset_ends_every_live_session,
     keys_are_added_once_and_retired,
+    revocations_form_an_ordered_feed,
+    purge_removes_what_can_no_longer_matter,
     ping_answers,
 );
 
