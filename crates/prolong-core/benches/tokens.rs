@@ -46,7 +46,13 @@ fn refresh_tokens(c: &mut Criterion) {
     let key = hmac::Key::new(hmac::HMAC_SHA256, &[7; 32]);
     let sid = [1u8; 16];
     let salt = [2u8; 32];
-    let binding = Binding { session_id: &sid, salt: &salt, user_id: "4b1e64fcd46634b24e115ee76e926e88", client_id: "prolong", generation: 42 };
+    let binding = Binding {
+        session_id: &sid,
+        salt: &salt,
+        user_id: "4b1e64fcd46634b24e115ee76e926e88",
+        client_id: "prolong",
+        generation: 42,
+    };
     let token = refresh_token::issue(&[3; 8], &key, &binding);
     c.bench_function("refresh_token/issue", |b| b.iter(|| refresh_token::issue(&[3; 8], &key, black_box(&binding))));
     c.bench_function("refresh_token/parse+verify", |b| {
@@ -55,9 +61,24 @@ fn refresh_tokens(c: &mut Criterion) {
             p.verify(&key, &salt, binding.user_id, binding.client_id)
         })
     });
-    let policy = Policy { mode: Mode::Refresh, access_ttl: 900_000, idle_timeout: 1_800_000, absolute_lifetime: 259_200_000, reuse_grace: 10_000 };
-    let state = SessionState { generation: 42, rotated_at: 1_000, last_active: 1_000, auth_time: 0, token_version: 0, ended: None };
-    c.bench_function("session/decide_refresh", |b| b.iter(|| decide_refresh(black_box(&state), 0, &policy, 42, 0, 5_000)));
+    let policy = Policy {
+        mode: Mode::Refresh,
+        access_ttl: 900_000,
+        idle_timeout: 1_800_000,
+        absolute_lifetime: 259_200_000,
+        reuse_grace: 10_000,
+    };
+    let state = SessionState {
+        generation: 42,
+        rotated_at: 1_000,
+        last_active: 1_000,
+        auth_time: 0,
+        token_version: 0,
+        ended: None,
+    };
+    c.bench_function("session/decide_refresh", |b| {
+        b.iter(|| decide_refresh(black_box(&state), 0, &policy, 42, 0, 5_000))
+    });
 }
 
 criterion_group!(benches, sign_and_verify, refresh_tokens);

@@ -37,14 +37,7 @@ impl Algorithm {
 
     /// Parses a JOSE name.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Algorithm::ES256,
-            Algorithm::EdDSA,
-            Algorithm::RS256,
-            Algorithm::HS256,
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == s)
+        [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256, Algorithm::HS256].into_iter().find(|a| a.as_str() == s)
     }
 
     fn jwt(self) -> jsonwebtoken::Algorithm {
@@ -76,16 +69,11 @@ pub enum KeyError {
 pub fn generate(alg: Algorithm) -> Result<Vec<u8>, KeyError> {
     let rng = SystemRandom::new();
     let doc = match alg {
-        Algorithm::ES256 => {
-            EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(|_| KeyError::Crypto)?
-                .as_ref()
-                .to_vec()
-        }
-        Algorithm::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng)
+        Algorithm::ES256 => EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .map_err(|_| KeyError::Crypto)?
             .as_ref()
             .to_vec(),
+        Algorithm::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Crypto)?.as_ref().to_vec(),
         Algorithm::RS256 => RsaKeyPair::generate(KeySize::Rsa2048)
             .and_then(|k| k.as_der())
             .map_err(|_| KeyError::Crypto)?
@@ -127,10 +115,7 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
     }
 }
 
@@ -150,32 +135,30 @@ impl SigningKey {
         let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
         let (signer, decoding, jwk) = match alg {
             Algorithm::ES256 => {
-                let kp =
-                    EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, private)
-                        .map_err(|_| KeyError::Malformed("ES256"))?;
+                let kp = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, private)
+                    .map_err(|_| KeyError::Malformed("ES256"))?;
                 // Uncompressed point: 0x04 ‖ x ‖ y.
                 let point = kp.public_key().as_ref();
                 if point.len() != 65 {
                     return Err(KeyError::Malformed("ES256"));
                 }
                 let (x, y) = (b64(&point[1..33]), b64(&point[33..]));
-                let decoding = jsonwebtoken::DecodingKey::from_ec_components(&x, &y)
-                    .map_err(|_| KeyError::Malformed("ES256"))?;
+                let decoding =
+                    jsonwebtoken::DecodingKey::from_ec_components(&x, &y).map_err(|_| KeyError::Malformed("ES256"))?;
                 let jwk = serde_json::json!({"kty":"EC","crv":"P-256","x":x,"y":y,"kid":kid,"alg":"ES256","use":"sig"});
                 (Signer::Ec(kp), decoding, Some(jwk))
             }
             Algorithm::EdDSA => {
-                let kp = Ed25519KeyPair::from_pkcs8_maybe_unchecked(private)
-                    .map_err(|_| KeyError::Malformed("EdDSA"))?;
+                let kp =
+                    Ed25519KeyPair::from_pkcs8_maybe_unchecked(private).map_err(|_| KeyError::Malformed("EdDSA"))?;
                 let x = b64(kp.public_key().as_ref());
-                let decoding = jsonwebtoken::DecodingKey::from_ed_components(&x)
-                    .map_err(|_| KeyError::Malformed("EdDSA"))?;
+                let decoding =
+                    jsonwebtoken::DecodingKey::from_ed_components(&x).map_err(|_| KeyError::Malformed("EdDSA"))?;
                 let jwk = serde_json::json!({"kty":"OKP","crv":"Ed25519","x":x,"kid":kid,"alg":"EdDSA","use":"sig"});
                 (Signer::Ed(kp), decoding, Some(jwk))
             }
             Algorithm::RS256 => {
-                let kp =
-                    RsaKeyPair::from_pkcs8(private).map_err(|_| KeyError::Malformed("RS256"))?;
+                let kp = RsaKeyPair::from_pkcs8(private).map_err(|_| KeyError::Malformed("RS256"))?;
                 let public = kp.public_key();
                 let n = public.modulus().big_endian_without_leading_zero().to_vec();
                 let e = public.exponent().big_endian_without_leading_zero().to_vec();
@@ -188,19 +171,11 @@ impl SigningKey {
                     return Err(KeyError::Malformed("HS256"));
                 }
                 let key = hmac::Key::new(hmac::HMAC_SHA256, private);
-                (
-                    Signer::Hmac(key),
-                    jsonwebtoken::DecodingKey::from_secret(private),
-                    None,
-                )
+                (Signer::Hmac(key), jsonwebtoken::DecodingKey::from_secret(private), None)
             }
         };
-        let header = serde_json::to_vec(&Header {
-            alg: alg.as_str(),
-            kid,
-            typ: ACCESS_TOKEN_TYP,
-        })
-        .map_err(|_| KeyError::Claims)?;
+        let header = serde_json::to_vec(&Header { alg: alg.as_str(), kid, typ: ACCESS_TOKEN_TYP })
+            .map_err(|_| KeyError::Claims)?;
         Ok(SigningKey {
             kid: kid.to_owned(),
             alg,
@@ -239,21 +214,14 @@ impl SigningKey {
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
         let sig: Vec<u8> = match &self.signer {
-            Signer::Ec(kp) => kp
-                .sign(&SystemRandom::new(), out.as_bytes())
-                .map_err(|_| KeyError::Crypto)?
-                .as_ref()
-                .to_vec(),
+            Signer::Ec(kp) => {
+                kp.sign(&SystemRandom::new(), out.as_bytes()).map_err(|_| KeyError::Crypto)?.as_ref().to_vec()
+            }
             Signer::Ed(kp) => kp.sign(out.as_bytes()).as_ref().to_vec(),
             Signer::Rsa(kp) => {
                 let mut sig = vec![0u8; kp.public_modulus_len()];
-                kp.sign(
-                    &signature::RSA_PKCS1_SHA256,
-                    &SystemRandom::new(),
-                    out.as_bytes(),
-                    &mut sig,
-                )
-                .map_err(|_| KeyError::Crypto)?;
+                kp.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), out.as_bytes(), &mut sig)
+                    .map_err(|_| KeyError::Crypto)?;
                 sig
             }
             Signer::Hmac(key) => hmac::sign(key, out.as_bytes()).as_ref().to_vec(),
@@ -275,10 +243,7 @@ pub struct VerifyingKey {
 
 impl std::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyingKey")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .finish_non_exhaustive()
+        f.debug_struct("VerifyingKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
     }
 }
 
@@ -305,12 +270,7 @@ impl VerifyingKey {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        VerifyingKey {
-            kid: kid.to_owned(),
-            alg,
-            key,
-            validation,
-        }
+        VerifyingKey { kid: kid.to_owned(), alg, key, validation }
     }
 
     /// Builds a verifying key from a public JWK (as served at the JWKS endpoint). Only keys whose
@@ -350,19 +310,11 @@ impl VerifyingKey {
         if token.len() > MAX_TOKEN_LEN {
             return Err(VerifyError::Invalid);
         }
-        let data = jsonwebtoken::decode::<T>(token, &self.key, &self.validation)
-            .map_err(|_| VerifyError::Invalid)?;
-        if data.header.alg != self.alg.jwt()
-            || data.header.kid.as_deref() != Some(self.kid.as_str())
-        {
+        let data = jsonwebtoken::decode::<T>(token, &self.key, &self.validation).map_err(|_| VerifyError::Invalid)?;
+        if data.header.alg != self.alg.jwt() || data.header.kid.as_deref() != Some(self.kid.as_str()) {
             return Err(VerifyError::Invalid);
         }
-        if !data
-            .header
-            .typ
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP))
-        {
+        if !data.header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP)) {
             return Err(VerifyError::Invalid);
         }
         Ok(data.claims)
@@ -388,12 +340,7 @@ mod tests {
 
     #[test]
     fn every_algorithm_signs_and_verifies() {
-        for alg in [
-            Algorithm::ES256,
-            Algorithm::EdDSA,
-            Algorithm::RS256,
-            Algorithm::HS256,
-        ] {
+        for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256, Algorithm::HS256] {
             let der = generate(alg).expect("generate");
             let k = SigningKey::from_private("k1", alg, &der).expect("parse");
             let t = k.sign(&C { sub: "x".into() }).expect("sign");
@@ -406,18 +353,14 @@ mod tests {
             let last = bad.len() - 2;
             bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
             let bad = String::from_utf8(bad).expect("ascii");
-            assert_eq!(
-                k.verifying_key().verify::<C>(&bad),
-                Err(VerifyError::Invalid)
-            );
+            assert_eq!(k.verifying_key().verify::<C>(&bad), Err(VerifyError::Invalid));
         }
     }
 
     #[test]
     fn jwk_round_trip_verifies() {
         for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
-            let k =
-                SigningKey::from_private("k", alg, &generate(alg).expect("gen")).expect("parse");
+            let k = SigningKey::from_private("k", alg, &generate(alg).expect("gen")).expect("parse");
             let jwk: jsonwebtoken::jwk::Jwk =
                 serde_json::from_value(k.public_jwk().cloned().expect("jwk")).expect("jwk");
             let v = VerifyingKey::from_jwk(&jwk).expect("from jwk");
@@ -428,12 +371,7 @@ mod tests {
 
     #[test]
     fn malformed_material_is_an_error() {
-        for alg in [
-            Algorithm::ES256,
-            Algorithm::EdDSA,
-            Algorithm::RS256,
-            Algorithm::HS256,
-        ] {
+        for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256, Algorithm::HS256] {
             assert!(SigningKey::from_private("k", alg, b"short").is_err());
         }
     }

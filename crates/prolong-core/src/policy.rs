@@ -82,53 +82,26 @@ mod tests {
     use super::*;
 
     fn p(grace: Millis, ttl: Millis, idle: Millis, abs: Millis) -> Policy {
-        Policy {
-            mode: Mode::Refresh,
-            access_ttl: ttl,
-            idle_timeout: idle,
-            absolute_lifetime: abs,
-            reuse_grace: grace,
-        }
+        Policy { mode: Mode::Refresh, access_ttl: ttl, idle_timeout: idle, absolute_lifetime: abs, reuse_grace: grace }
     }
 
     #[test]
     fn defaults_are_valid() {
-        assert_eq!(
-            p(10_000, 900_000, 1_800_000, 259_200_000).validate(),
-            Ok(())
-        );
+        assert_eq!(p(10_000, 900_000, 1_800_000, 259_200_000).validate(), Ok(()));
     }
 
     #[test]
     fn grace_bounds() {
-        assert_eq!(
-            p(0, 900_000, 1_800_000, 259_200_000).validate(),
-            Err(PolicyError::ReuseGrace)
-        );
-        assert_eq!(
-            p(60_001, 900_000, 1_800_000, 259_200_000).validate(),
-            Err(PolicyError::ReuseGrace)
-        );
-        assert_eq!(
-            p(60_000, 900_000, 1_800_000, 259_200_000).validate(),
-            Ok(())
-        );
+        assert_eq!(p(0, 900_000, 1_800_000, 259_200_000).validate(), Err(PolicyError::ReuseGrace));
+        assert_eq!(p(60_001, 900_000, 1_800_000, 259_200_000).validate(), Err(PolicyError::ReuseGrace));
+        assert_eq!(p(60_000, 900_000, 1_800_000, 259_200_000).validate(), Ok(()));
     }
 
     #[test]
     fn order_is_enforced() {
-        assert_eq!(
-            p(10_000, 10_000, 1_800_000, 259_200_000).validate(),
-            Err(PolicyError::Order)
-        );
-        assert_eq!(
-            p(1_000, 1_800_000, 1_800_000, 259_200_000).validate(),
-            Err(PolicyError::Order)
-        );
-        assert_eq!(
-            p(1_000, 2_000, 3_000, 2_999).validate(),
-            Err(PolicyError::Order)
-        );
+        assert_eq!(p(10_000, 10_000, 1_800_000, 259_200_000).validate(), Err(PolicyError::Order));
+        assert_eq!(p(1_000, 1_800_000, 1_800_000, 259_200_000).validate(), Err(PolicyError::Order));
+        assert_eq!(p(1_000, 2_000, 3_000, 2_999).validate(), Err(PolicyError::Order));
         assert_eq!(p(1_000, 2_000, 3_000, 3_000).validate(), Ok(()));
     }
 

@@ -90,24 +90,13 @@ pub fn parse(token: &str) -> Option<ParsedRefreshToken> {
     generation.copy_from_slice(&raw[24..32]);
     let mut tag = [0u8; 32];
     tag.copy_from_slice(&raw[32..]);
-    Some(ParsedRefreshToken {
-        key_id,
-        session_id,
-        generation: u64::from_be_bytes(generation),
-        tag,
-    })
+    Some(ParsedRefreshToken { key_id, session_id, generation: u64::from_be_bytes(generation), tag })
 }
 
 impl ParsedRefreshToken {
     /// Checks the MAC in constant time against the session's binding.
     pub fn verify(&self, key: &hmac::Key, salt: &[u8; 32], user_id: &str, client_id: &str) -> bool {
-        let binding = Binding {
-            session_id: &self.session_id,
-            salt,
-            user_id,
-            client_id,
-            generation: self.generation,
-        };
+        let binding = Binding { session_id: &self.session_id, salt, user_id, client_id, generation: self.generation };
         let expected = tag(key, &binding);
         aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_ref(), &self.tag).is_ok()
     }
@@ -125,19 +114,10 @@ mod tests {
     fn round_trip_and_binding() {
         let sid = [7u8; 16];
         let salt = [9u8; 32];
-        let b = Binding {
-            session_id: &sid,
-            salt: &salt,
-            user_id: "u1",
-            client_id: "prolong",
-            generation: 42,
-        };
+        let b = Binding { session_id: &sid, salt: &salt, user_id: "u1", client_id: "prolong", generation: 42 };
         let t = issue(&[1; 8], &key(1), &b);
         assert!(t.starts_with(PREFIX));
-        assert!(
-            t.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
+        assert!(t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         let p = parse(&t).expect("well formed");
         assert_eq!((p.key_id, p.session_id, p.generation), ([1; 8], sid, 42));
         assert!(p.verify(&key(1), &salt, "u1", "prolong"));
@@ -153,13 +133,7 @@ mod tests {
     fn tampered_generation_fails_the_mac() {
         let sid = [7u8; 16];
         let salt = [9u8; 32];
-        let b = Binding {
-            session_id: &sid,
-            salt: &salt,
-            user_id: "u",
-            client_id: "c",
-            generation: 1,
-        };
+        let b = Binding { session_id: &sid, salt: &salt, user_id: "u", client_id: "c", generation: 1 };
         let mut p = parse(&issue(&[1; 8], &key(1), &b)).expect("well formed");
         p.generation = 2;
         assert!(!p.verify(&key(1), &salt, "u", "c"));

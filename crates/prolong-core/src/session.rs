@@ -117,12 +117,7 @@ pub fn next_last_active(last_active: Millis, idle_secs: u32, now: Millis) -> Mil
 /// Whether a session that has not ended is still alive at `now`; the first failing rule in the
 /// contract's order otherwise. (Ended sessions carry their own reason; reuse is decided by the
 /// caller before this, since it depends on the token presented.)
-pub fn liveness(
-    s: &SessionState,
-    user_version: i64,
-    policy: &Policy,
-    now: Millis,
-) -> Result<(), Reason> {
+pub fn liveness(s: &SessionState, user_version: i64, policy: &Policy, now: Millis) -> Result<(), Reason> {
     if let Some(reason) = s.ended {
         return Err(reason);
     }
@@ -174,10 +169,7 @@ pub fn decide_refresh(
     if replay {
         Decision::Replay
     } else {
-        Decision::Rotate {
-            from: s.generation,
-            last_active: next_last_active(s.last_active, idle_secs, now),
-        }
+        Decision::Rotate { from: s.generation, last_active: next_last_active(s.last_active, idle_secs, now) }
     }
 }
 
@@ -196,163 +188,70 @@ mod tests {
     };
 
     fn fresh(now: Millis) -> SessionState {
-        SessionState {
-            generation: 0,
-            rotated_at: now,
-            last_active: now,
-            auth_time: now,
-            token_version: 0,
-            ended: None,
-        }
+        SessionState { generation: 0, rotated_at: now, last_active: now, auth_time: now, token_version: 0, ended: None }
     }
 
     #[test]
     fn current_generation_rotates() {
         let s = fresh(0);
-        assert_eq!(
-            decide_refresh(&s, 0, &POLICY, 0, 0, 5_000),
-            Decision::Rotate {
-                from: 0,
-                last_active: 5_000
-            }
-        );
+        assert_eq!(decide_refresh(&s, 0, &POLICY, 0, 0, 5_000), Decision::Rotate { from: 0, last_active: 5_000 });
     }
 
     #[test]
     fn reported_idle_moves_last_active_back_but_never_before_its_value() {
-        let s = SessionState {
-            last_active: 4_000,
-            ..fresh(0)
-        };
-        assert_eq!(
-            decide_refresh(&s, 0, &POLICY, 0, 3, 10_000),
-            Decision::Rotate {
-                from: 0,
-                last_active: 7_000
-            }
-        );
-        assert_eq!(
-            decide_refresh(&s, 0, &POLICY, 0, 9, 10_000),
-            Decision::Rotate {
-                from: 0,
-                last_active: 4_000
-            }
-        );
+        let s = SessionState { last_active: 4_000, ..fresh(0) };
+        assert_eq!(decide_refresh(&s, 0, &POLICY, 0, 3, 10_000), Decision::Rotate { from: 0, last_active: 7_000 });
+        assert_eq!(decide_refresh(&s, 0, &POLICY, 0, 9, 10_000), Decision::Rotate { from: 0, last_active: 4_000 });
         assert_eq!(next_last_active(0, u32::MAX, 5), 0);
         assert_eq!(next_last_active(0, 0, 5), 5);
     }
 
     #[test]
     fn ahead_is_unknown() {
-        assert_eq!(
-            decide_refresh(&fresh(0), 0, &POLICY, 1, 0, 1),
-            Decision::Deny(Reason::UnknownToken)
-        );
+        assert_eq!(decide_refresh(&fresh(0), 0, &POLICY, 1, 0, 1), Decision::Deny(Reason::UnknownToken));
     }
 
     #[test]
     fn previous_inside_grace_replays_and_after_grace_is_reuse() {
-        let s = SessionState {
-            generation: 3,
-            rotated_at: 10_000,
-            last_active: 10_000,
-            ..fresh(0)
-        };
-        assert_eq!(
-            decide_refresh(&s, 0, &POLICY, 2, 0, 12_000),
-            Decision::Replay
-        );
-        assert_eq!(
-            decide_refresh(&s, 0, &POLICY, 2, 0, 12_001),
-            Decision::End(Reason::ReuseDetected)
-        );
-        assert_eq!(
-            decide_refresh(&s, 0, &POLICY, 1, 0, 10_001),
-            Decision::End(Reason::ReuseDetected)
-        );
-        assert_eq!(
-            decide_refresh(&s, 0, &POLICY, 0, 0, 10_001),
-            Decision::End(Reason::ReuseDetected)
-        );
+        let s = SessionState { generation: 3, rotated_at: 10_000, last_active: 10_000, ..fresh(0) };
+        assert_eq!(decide_refresh(&s, 0, &POLICY, 2, 0, 12_000), Decision::Replay);
+        assert_eq!(decide_refresh(&s, 0, &POLICY, 2, 0, 12_001), Decision::End(Reason::ReuseDetected));
+        assert_eq!(decide_refresh(&s, 0, &POLICY, 1, 0, 10_001), Decision::End(Reason::ReuseDetected));
+        assert_eq!(decide_refresh(&s, 0, &POLICY, 0, 0, 10_001), Decision::End(Reason::ReuseDetected));
     }
 
     #[test]
     fn replay_rechecks_every_rule() {
-        let s = SessionState {
-            generation: 1,
-            rotated_at: 10_000,
-            last_active: 10_000,
-            ..fresh(0)
-        };
-        assert_eq!(
-            decide_refresh(&s, 1, &POLICY, 0, 0, 11_000),
-            Decision::End(Reason::VersionMismatch)
-        );
+        let s = SessionState { generation: 1, rotated_at: 10_000, last_active: 10_000, ..fresh(0) };
+        assert_eq!(decide_refresh(&s, 1, &POLICY, 0, 0, 11_000), Decision::End(Reason::VersionMismatch));
     }
 
     #[test]
     fn ended_sessions_keep_their_reason() {
         for reason in Reason::ALL {
-            let s = SessionState {
-                ended: Some(reason),
-                ..fresh(0)
-            };
-            assert_eq!(
-                decide_refresh(&s, 0, &POLICY, 0, 0, 1),
-                Decision::Deny(reason)
-            );
+            let s = SessionState { ended: Some(reason), ..fresh(0) };
+            assert_eq!(decide_refresh(&s, 0, &POLICY, 0, 0, 1), Decision::Deny(reason));
         }
     }
 
     #[test]
     fn idle_and_absolute_limits_are_inclusive() {
         let s = fresh(0);
-        assert!(matches!(
-            decide_refresh(&s, 0, &POLICY, 0, 0, 30_000),
-            Decision::Rotate { .. }
-        ));
-        assert_eq!(
-            decide_refresh(&s, 0, &POLICY, 0, 0, 30_001),
-            Decision::End(Reason::ExpiredIdle)
-        );
-        let active = SessionState {
-            last_active: 99_000,
-            ..fresh(0)
-        };
-        assert!(matches!(
-            decide_refresh(&active, 0, &POLICY, 0, 0, 100_000),
-            Decision::Rotate { .. }
-        ));
-        assert_eq!(
-            decide_refresh(&active, 0, &POLICY, 0, 0, 100_001),
-            Decision::End(Reason::ExpiredAbsolute)
-        );
+        assert!(matches!(decide_refresh(&s, 0, &POLICY, 0, 0, 30_000), Decision::Rotate { .. }));
+        assert_eq!(decide_refresh(&s, 0, &POLICY, 0, 0, 30_001), Decision::End(Reason::ExpiredIdle));
+        let active = SessionState { last_active: 99_000, ..fresh(0) };
+        assert!(matches!(decide_refresh(&active, 0, &POLICY, 0, 0, 100_000), Decision::Rotate { .. }));
+        assert_eq!(decide_refresh(&active, 0, &POLICY, 0, 0, 100_001), Decision::End(Reason::ExpiredAbsolute));
     }
 
     #[test]
     fn reason_order_follows_the_contract() {
         // Old, idle, of an old version, and reused: reuse wins, then version, absolute, idle.
-        let s = SessionState {
-            generation: 5,
-            rotated_at: 0,
-            ..fresh(0)
-        };
-        assert_eq!(
-            decide_refresh(&s, 1, &POLICY, 1, 0, 200_000),
-            Decision::End(Reason::ReuseDetected)
-        );
-        assert_eq!(
-            decide_refresh(&s, 1, &POLICY, 5, 0, 200_000),
-            Decision::End(Reason::VersionMismatch)
-        );
-        assert_eq!(
-            decide_refresh(&s, 0, &POLICY, 5, 0, 200_000),
-            Decision::End(Reason::ExpiredAbsolute)
-        );
-        assert_eq!(
-            decide_refresh(&s, 0, &POLICY, 5, 0, 50_000),
-            Decision::End(Reason::ExpiredIdle)
-        );
+        let s = SessionState { generation: 5, rotated_at: 0, ..fresh(0) };
+        assert_eq!(decide_refresh(&s, 1, &POLICY, 1, 0, 200_000), Decision::End(Reason::ReuseDetected));
+        assert_eq!(decide_refresh(&s, 1, &POLICY, 5, 0, 200_000), Decision::End(Reason::VersionMismatch));
+        assert_eq!(decide_refresh(&s, 0, &POLICY, 5, 0, 200_000), Decision::End(Reason::ExpiredAbsolute));
+        assert_eq!(decide_refresh(&s, 0, &POLICY, 5, 0, 50_000), Decision::End(Reason::ExpiredIdle));
     }
 
     #[test]

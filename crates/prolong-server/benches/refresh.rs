@@ -13,15 +13,26 @@ fn refresh(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let svc = rt.block_on(async {
-        let settings = Arc::new(Settings::load(None, &Overrides { listen: None, database_url: Some(url.clone()) }).expect("settings"));
+        let settings = Arc::new(
+            Settings::load(None, &Overrides { listen: None, database_url: Some(url.clone()) }).expect("settings"),
+        );
         let store = prolong_store::connect(&url).await.expect("store");
-        let keys = keyring::KeyRing::load(store.clone(), None, settings.algorithm, settings.policy, service::now_ms()).await.expect("keys");
+        let keys = keyring::KeyRing::load(store.clone(), None, settings.algorithm, settings.policy, service::now_ms())
+            .await
+            .expect("keys");
         prolong_server::cli::create_user(store.as_ref(), "bench", "bench password").await.expect("user");
-        service::Service { settings, store, keys, hasher: password::Hasher::new(1).expect("hasher"), issuer: "http://127.0.0.1".into() }
+        service::Service {
+            settings,
+            store,
+            keys,
+            hasher: password::Hasher::new(1).expect("hasher"),
+            issuer: "http://127.0.0.1".into(),
+        }
     });
     let user = rt.block_on(svc.store.user_by_name("bench")).expect("q").expect("user");
     for (name, alg) in [("ES256", "ES256")] {
-        let mut token = rt.block_on(svc.start_session(&user, "prolong", None)).expect("session").refresh_token.expect("rt");
+        let mut token =
+            rt.block_on(svc.start_session(&user, "prolong", None)).expect("session").refresh_token.expect("rt");
         c.bench_function(&format!("refresh/sqlite/{name}"), |b| {
             b.iter(|| {
                 let t = rt.block_on(svc.refresh(&token, 0, None)).expect("refresh");

@@ -74,10 +74,12 @@ impl Service {
             if s.user_id != claims.sub {
                 return Err(bad());
             }
-            let mut decision = decide_refresh(&s.state, found.user_version, &self.settings.policy, generation, idle, now);
+            let mut decision =
+                decide_refresh(&s.state, found.user_version, &self.settings.policy, generation, idle, now);
             // Past its renewal window the current token cannot renew (an older one is reuse,
             // which decide_refresh already said).
-            if matches!(decision, Decision::Rotate { .. } | Decision::Replay) && now > renew_until.saturating_mul(1000) {
+            if matches!(decision, Decision::Rotate { .. } | Decision::Replay) && now > renew_until.saturating_mul(1000)
+            {
                 decision = Decision::Deny(Reason::ExpiredIdle);
             }
             match decision {
@@ -200,7 +202,13 @@ impl Service {
             Some(u) => u,
             None => {
                 let id = hex(&keys::random_bytes::<16>().map_err(|e| GrantError::Internal(e.to_string()))?);
-                let user = User { id, username: name.clone(), password_hash: String::new(), token_version: 0, created_at: now_ms() };
+                let user = User {
+                    id,
+                    username: name.clone(),
+                    password_hash: String::new(),
+                    token_version: 0,
+                    created_at: now_ms(),
+                };
                 match self.store.create_user(&user).await {
                     Ok(()) => user,
                     Err(StoreError::Conflict) => self.store.user_by_name(&name).await?.ok_or(AccountError::NotFound)?,

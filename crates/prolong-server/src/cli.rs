@@ -118,10 +118,7 @@ enum ConfigCommand {
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -140,8 +137,7 @@ pub fn main() -> std::process::ExitCode {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -155,10 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { listen, .. } => listen.clone(),
         _ => None,
     };
-    let overrides = Overrides {
-        listen,
-        database_url: cli.global.database_url.clone(),
-    };
+    let overrides = Overrides { listen, database_url: cli.global.database_url.clone() };
     let settings = Settings::load(cli.global.config.as_deref(), &overrides)?;
     match cli.command {
         Command::Serve { demo, .. } => crate::serve(settings, demo).await,
@@ -175,21 +168,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn open(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     prolong_store::connect(&settings.database_url)
         .await
-        .with_context(|| {
-            format!(
-                "opening database {}",
-                crate::config::mask_url(&settings.database_url)
-            )
-        })
+        .with_context(|| format!("opening database {}", crate::config::mask_url(&settings.database_url)))
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let pw = if from_stdin {
         let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("reading the password from stdin")?;
+        std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     } else if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password("password: ").context("reading the password")?;
@@ -207,18 +192,11 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 
 async fn find_user(store: &dyn Store, username: &str) -> anyhow::Result<User> {
     let name = prolong_core::username::normalize(username);
-    store
-        .user_by_name(&name)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("unknown user {name:?}"))
+    store.user_by_name(&name).await?.ok_or_else(|| anyhow::anyhow!("unknown user {name:?}"))
 }
 
 /// Creates a user with an already validated password; returns its id.
-pub async fn create_user(
-    store: &dyn Store,
-    username: &str,
-    password: &str,
-) -> anyhow::Result<String> {
+pub async fn create_user(store: &dyn Store, username: &str, password: &str) -> anyhow::Result<String> {
     let name = prolong_core::username::normalize(username);
     prolong_core::username::check_username(&name)?;
     if store.user_by_name(&name).await?.is_some() {
@@ -247,8 +225,7 @@ pub async fn ensure_demo_user(store: &dyn Store) -> anyhow::Result<()> {
         return Ok(());
     }
     use base64::Engine;
-    let password = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(prolong_core::keys::random_bytes::<12>()?);
+    let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(prolong_core::keys::random_bytes::<12>()?);
     match create_user(store, "demo", &password).await {
         Ok(_) => {
             eprintln!("demo user created: username demo, password {password} (shown once)");
@@ -266,10 +243,7 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
     let until = now + settings.policy.access_ttl;
     let result = async {
         match cmd {
-            UserCommand::Add {
-                username,
-                password_stdin,
-            } => {
+            UserCommand::Add { username, password_stdin } => {
                 let name = prolong_core::username::normalize(&username);
                 prolong_core::username::check_username(&name)?;
                 if store.user_by_name(&name).await?.is_some() {
@@ -279,10 +253,7 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
                 let id = create_user(store.as_ref(), &username, &pw).await?;
                 println!("{id}");
             }
-            UserCommand::Passwd {
-                username,
-                password_stdin,
-            } => {
+            UserCommand::Passwd { username, password_stdin } => {
                 let user = find_user(store.as_ref(), &username).await?;
                 let pw = read_password(password_stdin)?;
                 let hash = password::hash_blocking(&pw)?;
@@ -291,20 +262,12 @@ async fn user(cmd: UserCommand, settings: &Settings) -> anyhow::Result<()> {
             }
             UserCommand::Reauth { username } => {
                 let user = find_user(store.as_ref(), &username).await?;
-                let ended = store
-                    .end_user_sessions(&user.id, Reason::ReauthRequired, now, until)
-                    .await?;
-                println!(
-                    "re-authentication required; {} session(s) ended",
-                    ended.len()
-                );
+                let ended = store.end_user_sessions(&user.id, Reason::ReauthRequired, now, until).await?;
+                println!("re-authentication required; {} session(s) ended", ended.len());
             }
             UserCommand::RevokeAll { username } => {
                 let user = find_user(store.as_ref(), &username).await?;
-                let v = store
-                    .bump_token_version(&user.id, now, until)
-                    .await?
-                    .unwrap_or_default();
+                let v = store.bump_token_version(&user.id, now, until).await?.unwrap_or_default();
                 println!("token version is now {v}; every session ended");
             }
         }
@@ -320,14 +283,9 @@ async fn sessions(cmd: SessionsCommand, settings: &Settings) -> anyhow::Result<(
     let result = async {
         match cmd {
             SessionsCommand::List { username } => {
-                let Some(username) = username else {
-                    bail!("give a USERNAME whose sessions to list")
-                };
+                let Some(username) = username else { bail!("give a USERNAME whose sessions to list") };
                 let user = find_user(store.as_ref(), &username).await?;
-                println!(
-                    "{:<32}  {:>12}  {:>12}  {:>5}  user agent",
-                    "session", "created", "last active", "gen"
-                );
+                println!("{:<32}  {:>12}  {:>12}  {:>5}  user agent", "session", "created", "last active", "gen");
                 for s in store.sessions_of(&user.id).await? {
                     println!(
                         "{:<32}  {:>12}  {:>12}  {:>5}  {}",
@@ -346,16 +304,14 @@ async fn sessions(cmd: SessionsCommand, settings: &Settings) -> anyhow::Result<(
                     bail!("unknown session {session_id}");
                 }
                 let ended = store
-                    .end_session(&id, Reason::Revoked, service::now_ms(), service::now_ms() + settings.policy.access_ttl)
+                    .end_session(
+                        &id,
+                        Reason::Revoked,
+                        service::now_ms(),
+                        service::now_ms() + settings.policy.access_ttl,
+                    )
                     .await?;
-                println!(
-                    "{}",
-                    if ended {
-                        "session revoked"
-                    } else {
-                        "session had already ended"
-                    }
-                );
+                println!("{}", if ended { "session revoked" } else { "session had already ended" });
             }
         }
         Ok(())

@@ -137,10 +137,7 @@ impl Default for Config {
 
 impl Default for TokensConfig {
     fn default() -> Self {
-        TokensConfig {
-            algorithm: "ES256".into(),
-            access_ttl: secs(15 * 60),
-        }
+        TokensConfig { algorithm: "ES256".into(), access_ttl: secs(15 * 60) }
     }
 }
 
@@ -157,10 +154,7 @@ impl Default for SessionConfig {
 
 impl Default for LoginConfig {
     fn default() -> Self {
-        LoginConfig {
-            max_failures: 10,
-            window: secs(15 * 60),
-        }
+        LoginConfig { max_failures: 10, window: secs(15 * 60) }
     }
 }
 
@@ -190,10 +184,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
+    ConfigError::Invalid { key, message: message.into() }
 }
 
 /// The validated configuration the server runs with.
@@ -241,10 +232,7 @@ impl Settings {
         let mut fig = Figment::new();
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError::Load(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError::Load(format!("config file {} does not exist", path.display())));
             }
             fig = fig.merge(Toml::file(path));
         }
@@ -260,12 +248,8 @@ impl Settings {
     }
 
     fn validate(raw: Config) -> Result<Settings, ConfigError> {
-        let algorithm = Algorithm::parse(&raw.tokens.algorithm).ok_or_else(|| {
-            invalid(
-                "tokens.algorithm",
-                "must be one of ES256, EdDSA, RS256, HS256",
-            )
-        })?;
+        let algorithm = Algorithm::parse(&raw.tokens.algorithm)
+            .ok_or_else(|| invalid("tokens.algorithm", "must be one of ES256, EdDSA, RS256, HS256"))?;
         let mode = match raw.session.mode.as_str() {
             "refresh" => Mode::Refresh,
             "renew" => Mode::Renew,
@@ -279,16 +263,11 @@ impl Settings {
             reuse_grace: ms(raw.session.reuse_grace),
         };
         policy.validate().map_err(|e| match e {
-            prolong_core::policy::PolicyError::ReuseGrace => {
-                invalid("session.reuse_grace", e.to_string())
-            }
+            prolong_core::policy::PolicyError::ReuseGrace => invalid("session.reuse_grace", e.to_string()),
             prolong_core::policy::PolicyError::Order => invalid("tokens.access_ttl", e.to_string()),
         })?;
         if raw.listen.parse::<SocketAddr>().is_err() {
-            return Err(invalid(
-                "listen",
-                format!("{:?} is not an address like 127.0.0.1:8080", raw.listen),
-            ));
+            return Err(invalid("listen", format!("{:?} is not an address like 127.0.0.1:8080", raw.listen)));
         }
         let issuer = if raw.issuer.is_empty() {
             None
@@ -319,22 +298,17 @@ impl Settings {
                 use base64::Engine;
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(k.expose_secret().trim())
-                    .or_else(|_| {
-                        base64::engine::general_purpose::URL_SAFE_NO_PAD
-                            .decode(k.expose_secret().trim())
-                    })
+                    .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(k.expose_secret().trim()))
                     .map_err(|_| invalid("key_encryption_key", "must be base64"))?;
-                Some(<[u8; 32]>::try_from(bytes).map_err(|_| {
-                    invalid("key_encryption_key", "must decode to exactly 32 bytes")
-                })?)
+                Some(
+                    <[u8; 32]>::try_from(bytes)
+                        .map_err(|_| invalid("key_encryption_key", "must decode to exactly 32 bytes"))?,
+                )
             }
         };
         for o in &raw.cors_allowed_origins {
             if o == "*" {
-                return Err(invalid(
-                    "cors_allowed_origins",
-                    "\"*\" is not allowed; list exact origins",
-                ));
+                return Err(invalid("cors_allowed_origins", "\"*\" is not allowed; list exact origins"));
             }
             if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
                 return Err(invalid(
@@ -346,10 +320,7 @@ impl Settings {
         let trusted_proxies = raw
             .trusted_proxies
             .iter()
-            .map(|p| {
-                p.parse()
-                    .map_err(|_| invalid("trusted_proxies", format!("{p:?} is not an IP address")))
-            })
+            .map(|p| p.parse().map_err(|_| invalid("trusted_proxies", format!("{p:?} is not an IP address"))))
             .collect::<Result<Vec<_>, _>>()?;
         if raw.login.max_failures == 0 {
             return Err(invalid("login.max_failures", "must be at least 1"));
@@ -379,22 +350,10 @@ impl Settings {
     /// The effective configuration as TOML, secrets masked (for `config check`).
     pub fn masked_toml(&self) -> String {
         let mask = |s: &SecretString| {
-            if s.expose_secret().is_empty() {
-                String::new()
-            } else {
-                "********".into()
-            }
+            if s.expose_secret().is_empty() { String::new() } else { "********".into() }
         };
         let r = &self.raw;
-        let list = |v: &[String]| {
-            format!(
-                "[{}]",
-                v.iter()
-                    .map(|s| format!("{s:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
+        let list = |v: &[String]| format!("[{}]", v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "));
         let masked: Vec<String> = r.resource_tokens.iter().map(mask).collect();
         format!(
             "listen = {:?}\ndatabase_url = {:?}\nissuer = {:?}\naudience = {:?}\nadmin_token = {:?}\nresource_tokens = {}\n\
@@ -445,11 +404,7 @@ fn one_line(e: &figment::Error) -> String {
     let mut parts = Vec::new();
     for err in e.clone() {
         let key = err.path.join(".");
-        let src = err
-            .metadata
-            .as_ref()
-            .map(|m| m.name.to_string())
-            .unwrap_or_default();
+        let src = err.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
         let msg = err.kind.to_string();
         parts.push(match (key.is_empty(), src.is_empty()) {
             (false, false) => format!("{key}: {msg} (from {src})"),
@@ -465,10 +420,8 @@ mod tests {
     use super::*;
 
     fn from_toml(s: &str) -> Result<Settings, ConfigError> {
-        let raw: Config = Figment::new()
-            .merge(Toml::string(s))
-            .extract()
-            .map_err(|e| ConfigError::Load(one_line(&e)))?;
+        let raw: Config =
+            Figment::new().merge(Toml::string(s)).extract().map_err(|e| ConfigError::Load(one_line(&e)))?;
         Settings::validate(raw)
     }
 
@@ -483,28 +436,14 @@ mod tests {
 
     #[test]
     fn durations_take_strings_and_integers() {
-        let s = from_toml(
-            "[tokens]\naccess_ttl = 5\n[session]\nidle_timeout = \"1m\"\nreuse_grace = \"2s\"",
-        )
-        .expect("ok");
-        assert_eq!(
-            (
-                s.policy.access_ttl,
-                s.policy.idle_timeout,
-                s.policy.reuse_grace
-            ),
-            (5_000, 60_000, 2_000)
-        );
+        let s =
+            from_toml("[tokens]\naccess_ttl = 5\n[session]\nidle_timeout = \"1m\"\nreuse_grace = \"2s\"").expect("ok");
+        assert_eq!((s.policy.access_ttl, s.policy.idle_timeout, s.policy.reuse_grace), (5_000, 60_000, 2_000));
     }
 
     #[test]
     fn errors_name_the_key() {
-        let err = |s: &str| {
-            from_toml(s)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default()
-        };
+        let err = |s: &str| from_toml(s).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err("bogus = 1").contains("bogus"));
         assert!(err("[session]\nnope = 1").contains("nope"));
         assert!(err("[tokens]\nalgorithm = \"none\"").contains("tokens.algorithm"));
@@ -519,8 +458,10 @@ mod tests {
 
     #[test]
     fn masked_output_hides_secrets() {
-        let s = from_toml("admin_token = \"0123456789abcdef0123456789abcdef-secret\"\ndatabase_url = \"postgres://u:pw@h/db\"")
-            .expect("ok");
+        let s = from_toml(
+            "admin_token = \"0123456789abcdef0123456789abcdef-secret\"\ndatabase_url = \"postgres://u:pw@h/db\"",
+        )
+        .expect("ok");
         let out = s.masked_toml();
         assert!(!out.contains("secret"));
         assert!(!out.contains("pw@"));

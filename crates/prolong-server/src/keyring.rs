@@ -59,11 +59,7 @@ impl Sealer {
         let nonce_bytes = keys::random_bytes::<NONCE_LEN>()?;
         let mut buf = plain.to_vec();
         self.0
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce_bytes),
-                Aad::from(kid.as_bytes()),
-                &mut buf,
-            )
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(kid.as_bytes()), &mut buf)
             .map_err(|_| keys::KeyError::Crypto)?;
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&buf);
@@ -76,8 +72,7 @@ impl Sealer {
             return Err(KeyRingError::Sealed(kid.into()));
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce)
-            .map_err(|_| KeyRingError::Sealed(kid.into()))?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyRingError::Sealed(kid.into()))?;
         let mut buf = body.to_vec();
         let plain = self
             .0
@@ -144,11 +139,8 @@ impl KeyRing {
         now: Millis,
     ) -> Result<Arc<KeyRing>, KeyRingError> {
         let stored = store.keys().await?;
-        let has = |kind: KeyKind, alg: &str| {
-            stored
-                .iter()
-                .any(|k| k.kind == kind && k.alg == alg && k.retired_at.is_none())
-        };
+        let has =
+            |kind: KeyKind, alg: &str| stored.iter().any(|k| k.kind == kind && k.alg == alg && k.retired_at.is_none());
         if !has(KeyKind::Signing, algorithm.as_str()) {
             let key = new_stored_key(KeyKind::Signing, algorithm, sealer.as_ref(), now)?;
             store.add_key(&key, true, false, now).await?;
@@ -159,18 +151,10 @@ impl KeyRing {
         }
         if let Some(sealer) = &sealer {
             for k in store.keys().await?.into_iter().filter(|k| !k.encrypted) {
-                store
-                    .replace_key_material(&k.kid, &sealer.seal(&k.kid, &k.material)?, true)
-                    .await?;
+                store.replace_key_material(&k.kid, &sealer.seal(&k.kid, &k.material)?, true).await?;
             }
         }
-        let keys = build(
-            &store.keys().await?,
-            sealer.as_ref(),
-            algorithm,
-            &policy,
-            now,
-        )?;
+        let keys = build(&store.keys().await?, sealer.as_ref(), algorithm, &policy, now)?;
         Ok(Arc::new(KeyRing {
             current: ArcSwap::from_pointee(keys),
             store,
@@ -195,13 +179,7 @@ impl KeyRing {
 
     async fn reload_locked(&self, now: Millis) -> Result<(), KeyRingError> {
         self.last_reload.store(now, Ordering::Relaxed);
-        let keys = build(
-            &self.store.keys().await?,
-            self.sealer.as_ref(),
-            self.algorithm,
-            &self.policy,
-            now,
-        )?;
+        let keys = build(&self.store.keys().await?, self.sealer.as_ref(), self.algorithm, &self.policy, now)?;
         self.current.store(Arc::new(keys));
         Ok(())
     }
@@ -294,15 +272,7 @@ fn new_stored_key(
         Some(s) => (s.seal(&kid, &plain)?, true),
         None => (plain, false),
     };
-    Ok(StoredKey {
-        kid,
-        kind,
-        alg: alg.as_str().into(),
-        material,
-        encrypted,
-        created_at: now,
-        retired_at: None,
-    })
+    Ok(StoredKey { kid, kind, alg: alg.as_str().into(), material, encrypted, created_at: now, retired_at: None })
 }
 
 fn build(
@@ -367,18 +337,10 @@ fn build(
     }
     // A key rotated by a process configured with another algorithm still signs, rather than
     // leaving this server signing with a retired key.
-    let signer = signer
-        .or(any_live_signer)
-        .ok_or(KeyRingError::NoActiveKey("signing"))?;
+    let signer = signer.or(any_live_signer).ok_or(KeyRingError::NoActiveKey("signing"))?;
     let mac_current = mac_current.ok_or(KeyRingError::NoActiveKey("refresh MAC"))?;
     let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks })).unwrap_or_default();
-    Ok(Keys {
-        signer,
-        verifiers,
-        jwks: jwks.into(),
-        mac_current,
-        macs,
-    })
+    Ok(Keys { signer, verifiers, jwks: jwks.into(), mac_current, macs })
 }
 
 #[cfg(test)]
@@ -392,11 +354,6 @@ mod tests {
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
         assert_eq!(s.open("k1", &sealed).expect("open"), b"secret material");
         assert!(s.open("k2", &sealed).is_err());
-        assert!(
-            Sealer::new(&[8; 32])
-                .expect("sealer")
-                .open("k1", &sealed)
-                .is_err()
-        );
+        assert!(Sealer::new(&[8; 32]).expect("sealer").open("k1", &sealed).is_err());
     }
 }

@@ -29,10 +29,7 @@ pub fn is_loopback_issuer(issuer: &str) -> bool {
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Runs the server until SIGINT or SIGTERM, then finishes in-flight requests and closes the
@@ -41,54 +38,31 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let store = prolong_store::connect(&settings.database_url)
         .await
-        .with_context(|| {
-            format!(
-                "opening database {}",
-                config::mask_url(&settings.database_url)
-            )
-        })?;
+        .with_context(|| format!("opening database {}", config::mask_url(&settings.database_url)))?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let issuer = settings
-        .issuer
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let issuer = settings.issuer.clone().unwrap_or_else(|| format!("http://{addr}"));
     if !issuer.starts_with("https://") && !is_loopback_issuer(&issuer) && !demo {
-        anyhow::bail!(
-            "issuer {issuer} must be https unless it is a loopback address (set `issuer`)"
-        );
+        anyhow::bail!("issuer {issuer} must be https unless it is a loopback address (set `issuer`)");
     }
     let sealer = match &settings.key_encryption_key {
         Some(k) => Some(keyring::Sealer::new(k)?),
         None => {
-            tracing::warn!(
-                "key_encryption_key is not set: private keys are stored in plain text in the database"
-            );
+            tracing::warn!("key_encryption_key is not set: private keys are stored in plain text in the database");
             None
         }
     };
-    let keys = keyring::KeyRing::load(
-        store.clone(),
-        sealer,
-        settings.algorithm,
-        settings.policy,
-        service::now_ms(),
-    )
-    .await?;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    let keys =
+        keyring::KeyRing::load(store.clone(), sealer, settings.algorithm, settings.policy, service::now_ms()).await?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let hasher = password::Hasher::new(cores)?;
     if demo {
         cli::ensure_demo_user(store.as_ref()).await?;
     }
-    let metadata = http::wellknown::metadata(
-        &issuer,
-        settings.algorithm.as_str(),
-        settings.admin_token.is_some(),
-    );
+    let issuer_for_cors = issuer.clone();
+    let metadata = http::wellknown::metadata(&issuer, settings.algorithm.as_str(), settings.admin_token.is_some());
     let app = Arc::new(http::AppState {
         service: service::Service {
             settings: settings.clone(),
@@ -98,6 +72,8 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             issuer,
         },
         metadata,
+        throttle: throttle::LoginThrottle::new(settings.login_max_failures, settings.login_window),
+        issuer_origin: http::guard::origin_of(&issuer_for_cors),
     });
     let reload = tokio::spawn({
         let keys = keys.clone();
@@ -112,14 +88,28 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             }
         }
     });
+    let purge = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                match app.purge(service::now_ms()).await {
+                    Ok(p) if p.sessions + p.revocations > 0 => {
+                        tracing::info!(sessions = p.sessions, revocations = p.revocations, "purged expired sessions")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "purge failed"),
+                }
+            }
+        }
+    });
     tracing::info!("listening on http://{addr}");
-    axum::serve(
-        listener,
-        http::router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    axum::serve(listener, http::router(app).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     reload.abort();
+    purge.abort();
     store.close().await;
     tracing::info!("shut down cleanly");
     Ok(())
@@ -151,20 +141,10 @@ async fn shutdown_signal() {
 mod tests {
     #[test]
     fn loopback_issuers() {
-        for ok in [
-            "http://127.0.0.1:8080",
-            "http://localhost:1",
-            "http://[::1]:80",
-            "http://127.0.0.2",
-        ] {
+        for ok in ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:80", "http://127.0.0.2"] {
             assert!(super::is_loopback_issuer(ok), "{ok}");
         }
-        for bad in [
-            "http://0.0.0.0:80",
-            "http://example.com",
-            "https://127.0.0.1",
-            "http://10.0.0.1:8080",
-        ] {
+        for bad in ["http://0.0.0.0:80", "http://example.com", "https://127.0.0.1", "http://10.0.0.1:8080"] {
             assert!(!super::is_loopback_issuer(bad), "{bad}");
         }
     }

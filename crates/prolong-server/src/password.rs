@@ -33,16 +33,10 @@ impl Hasher {
     /// A hasher allowing `concurrency` simultaneous hashes.
     pub fn new(concurrency: usize) -> Result<Self, HashError> {
         let dummy = hash_blocking("prolong-dummy-password-for-unknown-users")?;
-        Ok(Hasher {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            dummy: dummy.into(),
-        })
+        Ok(Hasher { permits: Arc::new(Semaphore::new(concurrency.max(1))), dummy: dummy.into() })
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, HashError> {
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
         let _permit = self.permits.acquire().await.map_err(|_| HashError)?;
         tokio::task::spawn_blocking(f).await.map_err(|_| HashError)
     }
@@ -54,17 +48,9 @@ impl Hasher {
 
     /// Checks `password` against `stored` (or against the dummy when there is no user), in the
     /// same time either way.
-    pub async fn verify(
-        &self,
-        password: String,
-        stored: Option<String>,
-    ) -> Result<bool, HashError> {
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, HashError> {
         let known = stored.as_deref().is_some_and(|s| !s.is_empty());
-        let target = if known {
-            stored.unwrap_or_default()
-        } else {
-            self.dummy.to_string()
-        };
+        let target = if known { stored.unwrap_or_default() } else { self.dummy.to_string() };
         let ok = self
             .run(move || match PasswordHash::new(&target) {
                 Ok(h) => argon2().verify_password(password.as_bytes(), &h).is_ok(),
@@ -79,10 +65,7 @@ impl Hasher {
 pub fn hash_blocking(password: &str) -> Result<String, HashError> {
     let salt_bytes = prolong_core::keys::random_bytes::<16>().map_err(|_| HashError)?;
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|_| HashError)?;
-    Ok(argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|_| HashError)?
-        .to_string())
+    Ok(argon2().hash_password(password.as_bytes(), &salt).map_err(|_| HashError)?.to_string())
 }
 
 #[cfg(test)]
@@ -94,20 +77,8 @@ mod tests {
         let h = Hasher::new(2).expect("hasher");
         let stored = h.hash("correct horse".into()).await.expect("hash");
         assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(
-            h.verify("correct horse".into(), Some(stored.clone()))
-                .await
-                .expect("verify")
-        );
-        assert!(
-            !h.verify("wrong".into(), Some(stored))
-                .await
-                .expect("verify")
-        );
-        assert!(
-            !h.verify("prolong-dummy-password-for-unknown-users".into(), None)
-                .await
-                .expect("verify")
-        );
+        assert!(h.verify("correct horse".into(), Some(stored.clone())).await.expect("verify"));
+        assert!(!h.verify("wrong".into(), Some(stored)).await.expect("verify"));
+        assert!(!h.verify("prolong-dummy-password-for-unknown-users".into(), None).await.expect("verify"));
     }
 }

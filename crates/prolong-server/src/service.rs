@@ -152,10 +152,7 @@ impl Service {
         let user = self.store.user_by_name(&name).await?;
         let ok = self
             .hasher
-            .verify(
-                password.to_owned(),
-                user.as_ref().map(|u| u.password_hash.clone()),
-            )
+            .verify(password.to_owned(), user.as_ref().map(|u| u.password_hash.clone()))
             .await
             .map_err(|e| GrantError::Internal(e.to_string()))?;
         match user {
@@ -203,19 +200,10 @@ impl Service {
     }
 
     /// Rotates a refresh token (CONTRACT §5).
-    pub async fn refresh(
-        &self,
-        token: &str,
-        idle: u32,
-        client_id: Option<&str>,
-    ) -> Result<TokenSet, GrantError> {
+    pub async fn refresh(&self, token: &str, idle: u32, client_id: Option<&str>) -> Result<TokenSet, GrantError> {
         let now = now_ms();
         let parsed = refresh_token::parse(token).ok_or_else(|| invalid(Reason::UnknownToken))?;
-        let key = self
-            .keys
-            .mac(&parsed.key_id, now)
-            .await
-            .ok_or_else(|| invalid(Reason::UnknownToken))?;
+        let key = self.keys.mac(&parsed.key_id, now).await.ok_or_else(|| invalid(Reason::UnknownToken))?;
         let policy = self.settings.policy;
         for _ in 0..MAX_ROTATE_ATTEMPTS {
             let Some(found) = self.store.session(&parsed.session_id).await? else {
@@ -227,26 +215,12 @@ impl Service {
                 return Err(invalid(Reason::UnknownToken));
             }
             if client_id.is_some_and(|c| c != s.client_id) {
-                return Err(GrantError::Invalid(
-                    Reason::UnknownToken,
-                    "client_id does not match the session",
-                ));
+                return Err(GrantError::Invalid(Reason::UnknownToken, "client_id does not match the session"));
             }
-            match decide_refresh(
-                &s.state,
-                found.user_version,
-                &policy,
-                parsed.generation,
-                idle,
-                now,
-            ) {
+            match decide_refresh(&s.state, found.user_version, &policy, parsed.generation, idle, now) {
                 Decision::Rotate { from, last_active } => {
                     let (mac_kid, _) = self.keys.get().mac_current.clone();
-                    if self
-                        .store
-                        .rotate(&s.id, from, now, last_active, &mac_kid)
-                        .await?
-                    {
+                    if self.store.rotate(&s.id, from, now, last_active, &mac_kid).await? {
                         let mut next = s;
                         next.state.generation = from + 1;
                         next.state.rotated_at = now;
@@ -271,9 +245,7 @@ impl Service {
                 Decision::Deny(reason) => return Err(invalid(reason)),
             }
         }
-        Err(GrantError::Internal(
-            "refresh did not settle after repeated concurrent updates".into(),
-        ))
+        Err(GrantError::Internal("refresh did not settle after repeated concurrent updates".into()))
     }
 
     /// Signs the access token (and derives the refresh token) of the session's current generation.
@@ -300,20 +272,13 @@ impl Service {
             r#gen: renew.then_some(s.state.generation),
             renew_until: renew.then(|| policy.renew_until(now, s.state.auth_time) / 1000),
         };
-        let access_token = keys
-            .signer
-            .sign(&claims)
-            .map_err(|e| GrantError::Internal(e.to_string()))?;
+        let access_token = keys.signer.sign(&claims).map_err(|e| GrantError::Internal(e.to_string()))?;
         let refresh_token = if renew {
             None
         } else {
             let mac = match keys.macs.get(&s.mac_kid) {
                 Some(k) => k.clone(),
-                None => self
-                    .keys
-                    .mac(&s.mac_kid, now)
-                    .await
-                    .ok_or_else(|| invalid(Reason::UnknownToken))?,
+                None => self.keys.mac(&s.mac_kid, now).await.ok_or_else(|| invalid(Reason::UnknownToken))?,
             };
             let binding = Binding {
                 session_id: &s.id,
@@ -345,21 +310,17 @@ impl Service {
                 return Ok(());
             };
             let s = &found.session;
-            if !parsed.verify(&key, &s.salt, &s.user_id, &s.client_id)
-                || parsed.generation > s.state.generation
-            {
+            if !parsed.verify(&key, &s.salt, &s.user_id, &s.client_id) || parsed.generation > s.state.generation {
                 return Ok(());
             }
             s.id
         } else {
             // An access token revokes its session even after its `exp`: possession is proof enough.
             match self.verify_access(token, now).await {
-                Ok(claims) | Err((VerifyError::Expired, Some(claims))) => {
-                    match parse_session_id(&claims.sid) {
-                        Some(sid) => sid,
-                        None => return Ok(()),
-                    }
-                }
+                Ok(claims) | Err((VerifyError::Expired, Some(claims))) => match parse_session_id(&claims.sid) {
+                    Some(sid) => sid,
+                    None => return Ok(()),
+                },
                 Err(_) => return Ok(()),
             }
         };
@@ -377,11 +338,7 @@ impl Service {
         now: Millis,
     ) -> Result<AccessClaims, (VerifyError, Option<AccessClaims>)> {
         let kid = keys::peek_kid(token).ok_or((VerifyError::Invalid, None))?;
-        let key = self
-            .keys
-            .verifier(&kid, now)
-            .await
-            .ok_or((VerifyError::Invalid, None))?;
+        let key = self.keys.verifier(&kid, now).await.ok_or((VerifyError::Invalid, None))?;
         let claims: AccessClaims = key.verify(token).map_err(|e| (e, None))?;
         match claims.check(&self.issuer, &self.settings.audience, now) {
             Ok(()) => Ok(claims),
@@ -393,25 +350,14 @@ impl Service {
     /// Authenticates a bearer request: a valid token of a session that has not been ended.
     pub async fn authenticate(&self, token: &str) -> Result<Authenticated, AuthError> {
         let now = now_ms();
-        let claims = self
-            .verify_access(token, now)
-            .await
-            .map_err(|(e, _)| match e {
-                VerifyError::Expired => AuthError::Expired,
-                VerifyError::Invalid => AuthError::Invalid,
-            })?;
+        let claims = self.verify_access(token, now).await.map_err(|(e, _)| match e {
+            VerifyError::Expired => AuthError::Expired,
+            VerifyError::Invalid => AuthError::Invalid,
+        })?;
         let sid = parse_session_id(&claims.sid).ok_or(AuthError::Invalid)?;
-        let found = self
-            .store
-            .session(&sid)
-            .await
-            .map_err(|_| AuthError::Unavailable)?
-            .ok_or(AuthError::Invalid)?;
+        let found = self.store.session(&sid).await.map_err(|_| AuthError::Unavailable)?.ok_or(AuthError::Invalid)?;
         let s = found.session;
-        if s.user_id != claims.sub
-            || s.state.ended.is_some()
-            || s.state.token_version != found.user_version
-        {
+        if s.user_id != claims.sub || s.state.ended.is_some() || s.state.token_version != found.user_version {
             return Err(AuthError::Invalid);
         }
         Ok(Authenticated { claims, session: s })

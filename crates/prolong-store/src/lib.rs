@@ -134,8 +134,7 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<bool>;
     /// Replaces the stored material of a key (to encrypt keys stored in plain text).
-    async fn replace_key_material(&self, kid: &str, material: &[u8], encrypted: bool)
-    -> Result<()>;
+    async fn replace_key_material(&self, kid: &str, material: &[u8], encrypted: bool) -> Result<()>;
 }
 
 /// Opens the store a URL names, creating a SQLite file (and its schema) if needed, and applies

@@ -109,4 +109,5 @@ CREATE TABLE revocations (
 CREATE INDEX revocations_by_until ON revocations(until);
 "#;
 
-pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS prolong_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+pub(crate) const CREATE_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS prolong_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";

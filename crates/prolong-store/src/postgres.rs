@@ -22,17 +22,11 @@ impl PgStore {
     /// Connects to `url` and migrates the database.
     pub async fn open(url: &str) -> Result<Self> {
         let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Other(e.to_string()))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts)
-            .await?;
+        let pool =
+            PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect_with(opts).await?;
         let mut conn = pool.acquire().await?;
         let mut tx = conn.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
         tx.execute(CREATE_TABLE).await?;
         for (version, _, sql) in MIGRATIONS {
             let applied = sqlx::query("SELECT 1 FROM prolong_migrations WHERE version = $1")

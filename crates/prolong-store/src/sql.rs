@@ -7,18 +7,14 @@
 use prolong_core::Millis;
 
 pub(crate) fn now_for_migrations() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
 }
 
 pub(crate) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.client_id, s.salt, s.mac_kid, s.generation, s.rotated_at, \
      s.last_active, s.auth_time, s.token_version, s.ended_reason, s.ended_at, s.user_agent";
 
 pub(crate) fn fixed<const N: usize>(v: Vec<u8>, what: &str) -> Result<[u8; N], crate::StoreError> {
-    v.try_into()
-        .map_err(|_| crate::StoreError::Other(format!("stored {what} has the wrong length")))
+    v.try_into().map_err(|_| crate::StoreError::Other(format!("stored {what} has the wrong length")))
 }
 
 macro_rules! impl_store {

@@ -8,9 +8,7 @@
 use crate::migrations::{CREATE_TABLE, MIGRATIONS};
 use crate::{Result, StoreError};
 use sqlx::Executor;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
 

@@ -2,9 +2,11 @@
 
 use super::App;
 use super::error::ApiError;
+use super::params::Params;
 use crate::service::{AuthError, Authenticated};
 use axum::Json;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
 use axum::http::header;
 use axum::http::request::Parts;
 use serde_json::{Value, json};
@@ -38,10 +40,7 @@ impl FromRequestParts<App> for Bearer {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).map_err(ApiError::Unauthorized)?;
-        let authed = app
-            .authenticate(token)
-            .await
-            .map_err(ApiError::Unauthorized)?;
+        let authed = app.authenticate(token).await.map_err(ApiError::Unauthorized)?;
         tracing::Span::current().record("user_id", authed.claims.sub.as_str());
         tracing::Span::current().record("session_id", authed.claims.sid.as_str());
         Ok(Bearer(authed))
@@ -50,15 +49,84 @@ impl FromRequestParts<App> for Bearer {
 
 /// `GET /v1/me`
 pub async fn me(State(app): State<App>, Bearer(auth): Bearer) -> Result<Json<Value>, ApiError> {
-    let user = app
-        .store
-        .user_by_id(&auth.claims.sub)
-        .await?
-        .ok_or(ApiError::Unauthorized(AuthError::Invalid))?;
+    let user = app.store.user_by_id(&auth.claims.sub).await?.ok_or(ApiError::Unauthorized(AuthError::Invalid))?;
     Ok(Json(json!({
         "sub": user.id,
         "username": user.username,
         "session_id": auth.claims.sid,
         "auth_time": auth.session.state.auth_time / 1000,
     })))
+}
+
+/// `GET /v1/sessions`: the caller's live sessions.
+pub async fn sessions(State(app): State<App>, Bearer(auth): Bearer) -> Result<Json<Value>, ApiError> {
+    let list = app.store.sessions_of(&auth.session.user_id).await?;
+    let policy = app.settings.policy;
+    let now = crate::service::now_ms();
+    let live: Vec<Value> = list
+        .iter()
+        .filter(|s| prolong_core::session::liveness(&s.state, auth.session.state.token_version, &policy, now).is_ok())
+        .map(|s| crate::accounts::session_json(s, &auth.claims.sid, &policy))
+        .collect();
+    Ok(Json(Value::Array(live)))
+}
+
+/// `DELETE /v1/sessions/{id}`: ends one of the caller's sessions.
+pub async fn end_session(
+    State(app): State<App>,
+    Bearer(auth): Bearer,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app.end_own_session(&auth, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/logout`: ends the current session.
+pub async fn logout(State(app): State<App>, Bearer(auth): Bearer) -> Result<StatusCode, ApiError> {
+    app.logout(&auth).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/logout-all`: every session of the caller ends.
+pub async fn logout_all(State(app): State<App>, Bearer(auth): Bearer) -> Result<StatusCode, ApiError> {
+    app.logout_all(&auth.session.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/password`: change the password; every session ends (re-authentication required).
+pub async fn password(State(app): State<App>, Bearer(auth): Bearer, params: Params) -> Result<StatusCode, ApiError> {
+    let current = params.get("current_password")?.unwrap_or("");
+    let new =
+        params.get("new_password")?.ok_or_else(|| ApiError::InvalidRequest("missing parameter new_password".into()))?;
+    app.change_password(&auth, current, new).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/signup`: only with `allow_signup`.
+pub async fn signup(State(app): State<App>, params: Params) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !app.settings.allow_signup {
+        return Err(ApiError::NotFound);
+    }
+    let username = params.require("username")?;
+    let password = params.get("password")?.unwrap_or("");
+    let user = app.create_user(username, password).await?;
+    tracing::info!(target: crate::service::SECURITY, user_id = %user.id, "signup");
+    Ok((StatusCode::CREATED, Json(json!({"id": user.id}))))
+}
+
+/// `POST /v1/renew` (renew mode): Bearer token plus optional `idle` in a form or JSON body.
+pub async fn renew(State(app): State<App>, req: axum::extract::Request) -> Result<axum::response::Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let token = bearer_token(&parts).map_err(ApiError::Unauthorized)?.to_owned();
+    let headers = &parts.headers;
+    let has_body = headers.get(axum::http::header::CONTENT_TYPE).is_some()
+        || headers.get(axum::http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
+    let idle = if has_body {
+        let req = axum::extract::Request::from_parts(parts, body);
+        let params = <Params as axum::extract::FromRequest<App>>::from_request(req, &app).await?;
+        params.idle()?
+    } else {
+        0
+    };
+    Ok(super::oauth::token_response(app.renew(&token, idle).await?))
 }

@@ -23,6 +23,10 @@ pub enum ApiError {
     Unauthorized(AuthError),
     /// 404 with a JSON body.
     NotFound,
+    /// 409: the username is taken.
+    Conflict,
+    /// 429 with `Retry-After` (seconds).
+    TooManyAttempts(u64),
     /// 405.
     MethodNotAllowed,
     /// 413.
@@ -36,15 +40,28 @@ pub enum ApiError {
 impl From<GrantError> for ApiError {
     fn from(e: GrantError) -> Self {
         match e {
-            GrantError::Invalid(reason, description) => {
-                ApiError::InvalidGrant(reason, description.into())
-            }
+            GrantError::Invalid(reason, description) => ApiError::InvalidGrant(reason, description.into()),
             GrantError::Store(prolong_store::StoreError::Unavailable(detail)) => {
                 tracing::error!(%detail, "database unavailable");
                 ApiError::Unavailable
             }
             GrantError::Store(e) => ApiError::Internal(e.to_string()),
             GrantError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<crate::accounts::AccountError> for ApiError {
+    fn from(e: crate::accounts::AccountError) -> Self {
+        use crate::accounts::AccountError;
+        match e {
+            AccountError::Taken => ApiError::Conflict,
+            AccountError::Credential(c) => ApiError::InvalidRequest(c.to_string()),
+            AccountError::WrongPassword => {
+                ApiError::InvalidGrant(Reason::BadCredentials, "the current password is wrong".into())
+            }
+            AccountError::NotFound => ApiError::NotFound,
+            AccountError::Grant(g) => g.into(),
         }
     }
 }
@@ -57,18 +74,16 @@ impl From<prolong_store::StoreError> for ApiError {
 
 fn body(status: StatusCode, value: serde_json::Value) -> Response {
     let mut r = (status, Json(value)).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::InvalidRequest(d) => body(
-                StatusCode::BAD_REQUEST,
-                json!({"error":"invalid_request","error_description":d}),
-            ),
+            ApiError::InvalidRequest(d) => {
+                body(StatusCode::BAD_REQUEST, json!({"error":"invalid_request","error_description":d}))
+            }
             ApiError::UnsupportedGrantType => body(
                 StatusCode::BAD_REQUEST,
                 json!({"error":"unsupported_grant_type","error_description":"grant_type must be password or refresh_token"}),
@@ -80,34 +95,35 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(AuthError::Unavailable) => ApiError::Unavailable.into_response(),
             ApiError::Unauthorized(kind) => {
                 let (challenge, error, description) = match kind {
-                    AuthError::Missing => {
-                        ("Bearer", "missing_token", "an access token is required")
-                    }
+                    AuthError::Missing => ("Bearer", "missing_token", "an access token is required"),
                     AuthError::Expired => (
                         "Bearer error=\"invalid_token\", error_description=\"the access token expired\"",
                         "token_expired",
                         "the access token expired",
                     ),
-                    _ => (
-                        "Bearer error=\"invalid_token\"",
-                        "invalid_token",
-                        "the access token is not valid",
-                    ),
+                    _ => ("Bearer error=\"invalid_token\"", "invalid_token", "the access token is not valid"),
                 };
-                let mut r = body(
-                    StatusCode::UNAUTHORIZED,
-                    json!({"error":error,"error_description":description}),
-                );
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
+                let mut r = body(StatusCode::UNAUTHORIZED, json!({"error":error,"error_description":description}));
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
                 r
             }
-            ApiError::NotFound => body(
-                StatusCode::NOT_FOUND,
-                json!({"error":"not_found","error_description":"no such resource"}),
+            ApiError::Conflict => body(
+                StatusCode::CONFLICT,
+                json!({"error":"username_taken","error_description":"this username is already taken"}),
             ),
+            ApiError::TooManyAttempts(secs) => {
+                let mut r = body(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    json!({"error":"too_many_attempts","error_description":"too many failed sign-in attempts; try again later"}),
+                );
+                if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                r
+            }
+            ApiError::NotFound => {
+                body(StatusCode::NOT_FOUND, json!({"error":"not_found","error_description":"no such resource"}))
+            }
             ApiError::MethodNotAllowed => body(
                 StatusCode::METHOD_NOT_ALLOWED,
                 json!({"error":"method_not_allowed","error_description":"method not allowed for this resource"}),
@@ -121,8 +137,7 @@ impl IntoResponse for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     json!({"error":"temporarily_unavailable","error_description":"the database is unavailable; retry shortly"}),
                 );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
             ApiError::Internal(detail) => {

@@ -4,7 +4,9 @@
 //! place ([`error`]). Request logs carry the matched route, never the query string or a token.
 
 pub mod account;
+pub mod admin;
 pub mod error;
+pub mod guard;
 pub mod oauth;
 pub mod params;
 pub mod wellknown;
@@ -15,7 +17,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use error::ApiError;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -28,6 +30,10 @@ pub struct AppState {
     pub service: Service,
     /// RFC 8414 metadata, rendered once.
     pub metadata: bytes::Bytes,
+    /// Failed-login counter.
+    pub throttle: crate::throttle::LoginThrottle,
+    /// The issuer's origin, always allowed by CORS.
+    pub issuer_origin: String,
 }
 
 impl std::ops::Deref for AppState {
@@ -42,18 +48,13 @@ pub type App = Arc<AppState>;
 
 /// The `User-Agent` header, if it is text.
 pub fn user_agent(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
+    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok())
 }
 
 /// Refuses a declared body over the limit before reading it.
 async fn limit_declared_length(req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > params::MAX_BODY as u64) {
         return ApiError::PayloadTooLarge.into_response();
     }
@@ -70,21 +71,30 @@ pub fn router(app: App) -> Router {
     let mut router = Router::new()
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
+        .route("/v1/renew", post(account::renew))
         .route("/v1/me", get(account::me))
+        .route("/v1/sessions", get(account::sessions))
+        .route("/v1/sessions/{id}", delete(account::end_session))
+        .route("/v1/logout", post(account::logout))
+        .route("/v1/logout-all", post(account::logout_all))
+        .route("/v1/password", post(account::password))
+        .route("/v1/signup", post(account::signup))
+        .route("/oauth/introspect", post(oauth::introspect))
+        .route("/v1/admin/users", post(admin::create_user))
+        .route("/v1/admin/users/{username}/password", post(admin::reset_password))
+        .route("/v1/admin/users/{username}/reauth", post(admin::reauth))
+        .route("/v1/admin/users/{username}/revoke-all", post(admin::revoke_all))
+        .route("/v1/admin/sessions", post(admin::create_session))
         .route("/.well-known/jwks.json", get(wellknown::jwks))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(wellknown::discovery),
-        )
-        .route(
-            "/.well-known/openid-configuration",
-            get(wellknown::discovery),
-        )
+        .route("/.well-known/oauth-authorization-server", get(wellknown::discovery))
+        .route("/.well-known/openid-configuration", get(wellknown::discovery))
         .route("/healthz", get(wellknown::healthz))
         .route("/readyz", get(wellknown::readyz))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(app)
+        .with_state(app.clone())
+        // Outside the routes, so that preflights reach it before method routing answers 405.
+        .layer(middleware::from_fn_with_state(app, guard::cors))
         .layer(middleware::from_fn(limit_declared_length))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(SetResponseHeaderLayer::overriding(

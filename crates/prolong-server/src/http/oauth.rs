@@ -1,6 +1,7 @@
 //! `/oauth/token` (password and refresh_token grants) and `/oauth/revoke` (RFC 7009).
 
 use super::error::ApiError;
+use super::guard::{ClientIp, ResourceServer};
 use super::params::Params;
 use super::{App, user_agent};
 use crate::service::TokenSet;
@@ -15,9 +16,7 @@ pub const DEFAULT_CLIENT_ID: &str = "prolong";
 
 fn check_client_id(id: &str) -> Result<(), ApiError> {
     if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
-        return Err(ApiError::InvalidRequest(
-            "client_id must be 1 to 128 printable characters".into(),
-        ));
+        return Err(ApiError::InvalidRequest("client_id must be 1 to 128 printable characters".into()));
     }
     Ok(())
 }
@@ -36,16 +35,15 @@ pub fn token_response(t: TokenSet) -> Response {
         obj.insert("refresh_token".into(), rt.into());
     }
     let mut r = (StatusCode::OK, Json(body)).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
 
 /// `POST /oauth/token`
 pub async fn token(
     State(app): State<App>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     params: Params,
 ) -> Result<Response, ApiError> {
@@ -58,30 +56,31 @@ pub async fn token(
             let username = params.require("username")?;
             let password = params.get("password")?.unwrap_or("");
             if username.len() > 256 || password.len() > 1024 {
-                return Err(ApiError::InvalidRequest(
-                    "username or password too long".into(),
-                ));
+                return Err(ApiError::InvalidRequest("username or password too long".into()));
             }
-            let tokens = app
-                .login(
-                    username,
-                    password,
-                    client_id.unwrap_or(DEFAULT_CLIENT_ID),
-                    user_agent(&headers),
-                )
-                .await?;
-            Ok(token_response(tokens))
+            // Throttled per (username, address) before the password is looked at, so the answer
+            // is the same whether the next password is right or wrong.
+            let name = prolong_core::username::normalize(username);
+            let started = std::time::Instant::now();
+            if let Err(retry) = app.throttle.check(&name, ip, started) {
+                return Err(ApiError::TooManyAttempts(retry.as_secs_f64().ceil() as u64));
+            }
+            match app.login(username, password, client_id.unwrap_or(DEFAULT_CLIENT_ID), user_agent(&headers)).await {
+                Ok(tokens) => Ok(token_response(tokens)),
+                Err(e) => {
+                    if matches!(e, crate::service::GrantError::Invalid(prolong_core::Reason::BadCredentials, _)) {
+                        app.throttle.record_failure(&name, ip, started);
+                    }
+                    Err(e.into())
+                }
+            }
         }
         Some("refresh_token") => {
             let refresh_token = params.require("refresh_token")?;
             let idle = params.idle()?;
-            Ok(token_response(
-                app.refresh(refresh_token, idle, client_id).await?,
-            ))
+            Ok(token_response(app.refresh(refresh_token, idle, client_id).await?))
         }
-        Some("") | None => Err(ApiError::InvalidRequest(
-            "missing parameter grant_type".into(),
-        )),
+        Some("") | None => Err(ApiError::InvalidRequest("missing parameter grant_type".into())),
         Some(_) => Err(ApiError::UnsupportedGrantType),
     }
 }
@@ -91,7 +90,15 @@ pub async fn revoke(State(app): State<App>, params: Params) -> Result<Response, 
     let token = params.require("token")?;
     app.revoke(token).await?;
     let mut r = StatusCode::OK.into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// `POST /oauth/introspect` (RFC 7662), for the admin and resource-server tokens.
+pub async fn introspect(State(app): State<App>, _: ResourceServer, params: Params) -> Result<Response, ApiError> {
+    let token = params.require("token")?;
+    let body = app.introspect(token).await?;
+    let mut r = (StatusCode::OK, Json(body)).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }

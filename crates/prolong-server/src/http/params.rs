@@ -22,9 +22,7 @@ impl Params {
         match self.0.get(name) {
             None => Ok(None),
             Some(Some(v)) => Ok(Some(v.as_str())),
-            Some(None) => Err(ApiError::InvalidRequest(format!(
-                "parameter {name} must be a string"
-            ))),
+            Some(None) => Err(ApiError::InvalidRequest(format!("parameter {name} must be a string"))),
         }
     }
 
@@ -32,9 +30,7 @@ impl Params {
     pub fn require(&self, name: &str) -> Result<&str, ApiError> {
         match self.get(name)? {
             Some(v) if !v.is_empty() => Ok(v),
-            _ => Err(ApiError::InvalidRequest(format!(
-                "missing parameter {name}"
-            ))),
+            _ => Err(ApiError::InvalidRequest(format!("missing parameter {name}"))),
         }
     }
 
@@ -49,11 +45,7 @@ impl Params {
 
 /// Parses an `idle` value.
 pub fn parse_idle(v: &str) -> Result<u32, ApiError> {
-    let bad = || {
-        ApiError::InvalidRequest(
-            "idle must be a whole number of seconds from 0 to 2147483647".into(),
-        )
-    };
+    let bad = || ApiError::InvalidRequest("idle must be a whole number of seconds from 0 to 2147483647".into());
     if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -87,13 +79,7 @@ fn content_kind(req: &Request<Body>) -> Result<Kind, ApiError> {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
     match ct.as_deref() {
         Some("application/x-www-form-urlencoded") => Ok(Kind::Form),
         Some("application/json") => Ok(Kind::Json),
@@ -108,9 +94,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 
     async fn from_request(req: Request<Body>, _state: &S) -> Result<Self, Self::Rejection> {
         if req.uri().query().is_some() {
-            return Err(ApiError::InvalidRequest(
-                "parameters must be sent in the body, not the query string".into(),
-            ));
+            return Err(ApiError::InvalidRequest("parameters must be sent in the body, not the query string".into()));
         }
         let kind = content_kind(&req)?;
         let bytes = read_body(req.into_body()).await?;
@@ -125,9 +109,7 @@ fn parse_form(bytes: &[u8]) -> Result<Params, ApiError> {
     let mut map = HashMap::new();
     for (k, v) in form_urlencoded::parse(bytes) {
         if map.insert(k.to_string(), Some(v.into_owned())).is_some() {
-            return Err(ApiError::InvalidRequest(format!(
-                "parameter {k} is repeated"
-            )));
+            return Err(ApiError::InvalidRequest(format!("parameter {k} is repeated")));
         }
     }
     Ok(Params(map))
@@ -136,11 +118,8 @@ fn parse_form(bytes: &[u8]) -> Result<Params, ApiError> {
 /// Parses a flat JSON object, refusing repeated keys (serde_json would keep the last silently).
 pub fn parse_json(bytes: &[u8]) -> Result<Params, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let map = de
-        .deserialize_map(FlatVisitor)
-        .map_err(|e| ApiError::InvalidRequest(sanitize(e)))?;
-    de.end()
-        .map_err(|_| ApiError::InvalidRequest("trailing characters after the JSON body".into()))?;
+    let map = de.deserialize_map(FlatVisitor).map_err(|e| ApiError::InvalidRequest(sanitize(e)))?;
+    de.end().map_err(|_| ApiError::InvalidRequest("trailing characters after the JSON body".into()))?;
     map.map(Params)
 }
 
@@ -201,9 +180,7 @@ mod tests {
     #[test]
     fn form_rejects_repeats() {
         assert!(parse_form(b"a=1&b=2").is_ok());
-        assert!(
-            matches!(parse_form(b"a=1&a=2"), Err(ApiError::InvalidRequest(m)) if m.contains("repeated"))
-        );
+        assert!(matches!(parse_form(b"a=1&a=2"), Err(ApiError::InvalidRequest(m)) if m.contains("repeated")));
     }
 
     #[test]

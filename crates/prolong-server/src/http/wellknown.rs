@@ -22,26 +22,16 @@ pub fn metadata(issuer: &str, algorithm: &str, introspection: bool) -> bytes::By
         "userinfo_endpoint": format!("{issuer}/v1/me"),
     });
     if let (true, Some(obj)) = (introspection, m.as_object_mut()) {
-        obj.insert(
-            "introspection_endpoint".into(),
-            format!("{issuer}/oauth/introspect").into(),
-        );
+        obj.insert("introspection_endpoint".into(), format!("{issuer}/oauth/introspect").into());
     }
     serde_json::to_vec(&m).unwrap_or_default().into()
 }
 
 fn json_bytes(body: bytes::Bytes, cache: &'static str) -> Response {
     let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    r.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     r
 }
 
@@ -66,11 +56,7 @@ pub async fn readyz(State(app): State<App>) -> Response {
         Ok(()) => (StatusCode::OK, axum::Json(json!({"status":"ready"}))).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"status":"unavailable"})),
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status":"unavailable"}))).into_response()
         }
     }
 }

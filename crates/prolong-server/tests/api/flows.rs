@@ -31,10 +31,7 @@ async fn login_then_a_chain_of_twenty_rotations(postgres: bool) {
         assert_eq!(status, StatusCode::OK, "rotation {i}: {body}");
         assert_eq!(body["session_id"], sid.as_str());
         rt = s(&body, "refresh_token").to_owned();
-        assert!(
-            seen.insert(rt.clone()),
-            "rotation {i} returned an earlier refresh token"
-        );
+        assert!(seen.insert(rt.clone()), "rotation {i} returned an earlier refresh token");
         at = s(&body, "access_token").to_owned();
     }
     let (status, me, _) = app.me(&at).await;
@@ -58,17 +55,11 @@ async fn concurrent_refreshes_with_one_token_get_one_new_token(postgres: bool) {
         tasks.push(tokio::spawn(async move {
             let r = http
                 .post(url)
-                .form(&[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", rt.as_str()),
-                ])
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", rt.as_str())])
                 .send()
                 .await
                 .expect("send");
-            (
-                r.status(),
-                r.json::<serde_json::Value>().await.expect("json"),
-            )
+            (r.status(), r.json::<serde_json::Value>().await.expect("json"))
         }));
     }
     let mut new_tokens = HashSet::new();
@@ -77,11 +68,7 @@ async fn concurrent_refreshes_with_one_token_get_one_new_token(postgres: bool) {
         assert_eq!(status, StatusCode::OK, "{body}");
         new_tokens.insert(s(&body, "refresh_token").to_owned());
     }
-    assert_eq!(
-        new_tokens.len(),
-        1,
-        "every concurrent refresh must return the same new refresh token"
-    );
+    assert_eq!(new_tokens.len(), 1, "every concurrent refresh must return the same new refresh token");
     let next = new_tokens.into_iter().next().expect("one");
     assert_ne!(next, rt);
     // The winner's token is the live one: it rotates, and the session moved exactly one generation.
@@ -123,10 +110,7 @@ async fn a_token_two_generations_old_is_reuse_even_inside_grace(postgres: bool) 
     let (_, r1) = app.refresh(&rt0).await;
     let (_, r2) = app.refresh(s(&r1, "refresh_token")).await;
     let (status, body) = app.refresh(&rt0).await;
-    assert_eq!(
-        (status, body["reason"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("reuse_detected"))
-    );
+    assert_eq!((status, body["reason"].as_str()), (StatusCode::BAD_REQUEST, Some("reuse_detected")));
     let (_, body) = app.refresh(s(&r2, "refresh_token")).await;
     assert_eq!(body["reason"], "reuse_detected");
 }
@@ -136,9 +120,7 @@ async fn revoke_ends_the_session(postgres: bool) {
     let app = TestApp::start(&db, &[]).await;
     // By refresh token.
     let a = app.login("alice", PASSWORD).await;
-    let (status, body) = app
-        .form("/oauth/revoke", &[("token", s(&a, "refresh_token"))])
-        .await;
+    let (status, body) = app.form("/oauth/revoke", &[("token", s(&a, "refresh_token"))]).await;
     assert_eq!((status, body), (StatusCode::OK, serde_json::Value::Null));
     let (_, body) = app.refresh(s(&a, "refresh_token")).await;
     assert_eq!(body["reason"], "revoked");
@@ -146,9 +128,7 @@ async fn revoke_ends_the_session(postgres: bool) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // By access token.
     let b = app.login("alice", PASSWORD).await;
-    let (status, _) = app
-        .form("/oauth/revoke", &[("token", s(&b, "access_token"))])
-        .await;
+    let (status, _) = app.form("/oauth/revoke", &[("token", s(&b, "access_token"))]).await;
     assert_eq!(status, StatusCode::OK);
     let (_, body) = app.refresh(s(&b, "refresh_token")).await;
     assert_eq!(body["reason"], "revoked");
@@ -162,10 +142,7 @@ async fn revoke_ends_the_session(postgres: bool) {
     assert_eq!(status, StatusCode::OK);
     // A missing token is a malformed request.
     let (status, body) = app.form("/oauth/revoke", &[]).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_request"))
-    );
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
 }
 
 async fn sessions_survive_a_restart(postgres: bool) {
@@ -179,11 +156,7 @@ async fn sessions_survive_a_restart(postgres: bool) {
     let (status, body) = app.refresh(s(&login, "refresh_token")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _, _) = app.me(s(&login, "access_token")).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "the signing key survived the restart"
-    );
+    assert_eq!(status, StatusCode::OK, "the signing key survived the restart");
 }
 
 async fn json_and_form_bodies_are_equivalent(postgres: bool) {
@@ -214,17 +187,10 @@ async fn json_and_form_bodies_are_equivalent(postgres: bool) {
     let (status, refused) = app
         .form(
             "/oauth/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", s(&body, "refresh_token")),
-                ("client_id", "other"),
-            ],
+            &[("grant_type", "refresh_token"), ("refresh_token", s(&body, "refresh_token")), ("client_id", "other")],
         )
         .await;
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
-    );
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
 }
 
 crate::both_backends!(

@@ -8,10 +8,7 @@ use crate::support::{Db, PASSWORD, TestApp, s};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyjwt_verifies_access_tokens_through_the_jwks() {
     let python = std::env::var("INTEROP_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/interop/verify_pyjwt.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/verify_pyjwt.py");
     for alg in ["ES256", "EdDSA", "RS256"] {
         let db = Db::sqlite();
         let app = TestApp::start(&db, &[("PROLONG_TOKENS__ALGORITHM", alg)]).await;

@@ -1,9 +1,11 @@
 //! End-to-end tests: the real `prolong` binary, real HTTP, a real database (a fresh SQLite file or
 //! PostgreSQL database per test). PostgreSQL tests fail, never skip, when the server is unreachable.
 
+mod accounts;
 mod cli;
 mod flows;
 mod interop;
+mod policies;
 mod replicas;
 mod security;
 mod support;

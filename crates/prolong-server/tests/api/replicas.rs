@@ -22,19 +22,9 @@ async fn replicas_on_postgres_share_sessions_keys_and_the_rotation_race() {
     assert_eq!(b.me(s(&login, "access_token")).await.0, StatusCode::OK);
     let jwks = |app: &TestApp| {
         let req = app.http.get(app.url("/.well-known/jwks.json")).send();
-        async move {
-            req.await
-                .expect("send")
-                .json::<Value>()
-                .await
-                .expect("json")
-        }
+        async move { req.await.expect("send").json::<Value>().await.expect("json") }
     };
-    assert_eq!(
-        jwks(&a).await,
-        jwks(&b).await,
-        "one signing key for the service"
-    );
+    assert_eq!(jwks(&a).await, jwks(&b).await, "one signing key for the service");
 
     // The concurrent-refresh race across replicas: one new token, whoever answers.
     let rt = s(&r1, "refresh_token").to_owned();
@@ -45,10 +35,7 @@ async fn replicas_on_postgres_share_sessions_keys_and_the_rotation_race() {
         tasks.push(tokio::spawn(async move {
             let r = http
                 .post(url)
-                .form(&[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", rt.as_str()),
-                ])
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", rt.as_str())])
                 .send()
                 .await
                 .expect("send");
@@ -66,10 +53,7 @@ async fn replicas_on_postgres_share_sessions_keys_and_the_rotation_race() {
     let (_, r2) = a.refresh(tokens.iter().next().expect("one")).await;
     let (_, _) = b.refresh(s(&login, "refresh_token")).await;
     let (status, body) = a.refresh(s(&r2, "refresh_token")).await;
-    assert_eq!(
-        (status, body["reason"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("reuse_detected"))
-    );
+    assert_eq!((status, body["reason"].as_str()), (StatusCode::BAD_REQUEST, Some("reuse_detected")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,10 +61,7 @@ async fn key_rotation_reaches_running_servers_and_old_tokens_keep_verifying() {
     let db = Db::sqlite();
     let a = TestApp::start(&db, ENV).await;
     let before = a.login("alice", PASSWORD).await;
-    let old_kid = header(s(&before, "access_token"))["kid"]
-        .as_str()
-        .expect("kid")
-        .to_owned();
+    let old_kid = header(s(&before, "access_token"))["kid"].as_str().expect("kid").to_owned();
 
     let (code, out, err) = a.cli(&["keys", "rotate"], None).await;
     assert_eq!(code, 0, "{err}");
@@ -89,10 +70,7 @@ async fn key_rotation_reaches_running_servers_and_old_tokens_keep_verifying() {
     // A server started after the rotation signs with the new key at once.
     let b = TestApp::start_bare(&db, ENV).await;
     let after = b.login("alice", PASSWORD).await;
-    let new_kid = header(s(&after, "access_token"))["kid"]
-        .as_str()
-        .expect("kid")
-        .to_owned();
+    let new_kid = header(s(&after, "access_token"))["kid"].as_str().expect("kid").to_owned();
     assert_ne!(new_kid, old_kid);
 
     // The running server verifies the new key's tokens without a restart, and old tokens keep
@@ -100,25 +78,10 @@ async fn key_rotation_reaches_running_servers_and_old_tokens_keep_verifying() {
     assert_eq!(a.me(s(&after, "access_token")).await.0, StatusCode::OK);
     assert_eq!(a.me(s(&before, "access_token")).await.0, StatusCode::OK);
     assert_eq!(b.me(s(&before, "access_token")).await.0, StatusCode::OK);
-    let jwks: Value = b
-        .http
-        .get(b.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
-    let kids: HashSet<&str> = jwks["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .filter_map(|k| k["kid"].as_str())
-        .collect();
-    assert!(
-        kids.contains(old_kid.as_str()) && kids.contains(new_kid.as_str()),
-        "{jwks}"
-    );
+    let jwks: Value =
+        b.http.get(b.url("/.well-known/jwks.json")).send().await.expect("send").json().await.expect("json");
+    let kids: HashSet<&str> = jwks["keys"].as_array().expect("keys").iter().filter_map(|k| k["kid"].as_str()).collect();
+    assert!(kids.contains(old_kid.as_str()) && kids.contains(new_kid.as_str()), "{jwks}");
     // A refresh token MACed with the retired MAC key still rotates, and moves to the new key.
     let (status, body) = b.refresh(s(&before, "refresh_token")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -127,58 +90,24 @@ async fn key_rotation_reaches_running_servers_and_old_tokens_keep_verifying() {
 
     let (code, out, _) = a.cli(&["keys", "list"], None).await;
     assert_eq!(code, 0);
-    assert_eq!(
-        out.lines().filter(|l| l.contains("signing")).count(),
-        2,
-        "{out}"
-    );
-    assert_eq!(
-        out.lines().filter(|l| l.contains("refresh_mac")).count(),
-        2,
-        "{out}"
-    );
+    assert_eq!(out.lines().filter(|l| l.contains("signing")).count(), 2, "{out}");
+    assert_eq!(out.lines().filter(|l| l.contains("refresh_mac")).count(), 2, "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_sealed_at_rest_with_a_key_encryption_key() {
     let db = Db::sqlite();
     let kek = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes, base64
-    let app = TestApp::start(
-        &db,
-        &[
-            ("PROLONG_KEY_ENCRYPTION_KEY", kek),
-            ("PROLONG_ISSUER", ISSUER),
-        ],
-    )
-    .await;
+    let app = TestApp::start(&db, &[("PROLONG_KEY_ENCRYPTION_KEY", kek), ("PROLONG_ISSUER", ISSUER)]).await;
     let login = app.login("alice", PASSWORD).await;
-    assert!(
-        !app.log().contains("plain text"),
-        "no plain-text warning with a key-encryption key"
-    );
+    assert!(!app.log().contains("plain text"), "no plain-text warning with a key-encryption key");
     let (_, out, _) = app.cli(&["keys", "list"], None).await;
-    assert!(
-        out.lines().skip(1).all(|l| l.trim_end().ends_with("yes")),
-        "{out}"
-    );
+    assert!(out.lines().skip(1).all(|l| l.trim_end().ends_with("yes")), "{out}");
     drop(app);
     // Without the key-encryption key the server refuses to start rather than mint new keys.
-    let (code, _, err) = crate::support::cli(
-        &db.url,
-        &[("PROLONG_LISTEN", "127.0.0.1:0")],
-        &["serve"],
-        None,
-    )
-    .await;
+    let (code, _, err) = crate::support::cli(&db.url, &[("PROLONG_LISTEN", "127.0.0.1:0")], &["serve"], None).await;
     assert_ne!(code, 0);
     assert!(err.contains("key_encryption_key"), "{err}");
-    let app = TestApp::start_bare(
-        &db,
-        &[
-            ("PROLONG_KEY_ENCRYPTION_KEY", kek),
-            ("PROLONG_ISSUER", ISSUER),
-        ],
-    )
-    .await;
+    let app = TestApp::start_bare(&db, &[("PROLONG_KEY_ENCRYPTION_KEY", kek), ("PROLONG_ISSUER", ISSUER)]).await;
     assert_eq!(app.me(s(&login, "access_token")).await.0, StatusCode::OK);
 }

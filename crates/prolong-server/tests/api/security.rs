@@ -8,11 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 fn forge(header: &Value, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
-    let signing_input = format!(
-        "{}.{}",
-        B64.encode(header.to_string()),
-        B64.encode(claims.to_string())
-    );
+    let signing_input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
     let sig = sign(signing_input.as_bytes());
     format!("{signing_input}.{}", B64.encode(sig))
 }
@@ -21,11 +17,7 @@ async fn assert_invalid(app: &TestApp, token: &str, what: &str) {
     let (status, body, challenge) = app.me(token).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
     assert_eq!(body["error"], "invalid_token", "{what}");
-    assert_eq!(
-        challenge.as_deref(),
-        Some("Bearer error=\"invalid_token\""),
-        "{what}"
-    );
+    assert_eq!(challenge.as_deref(), Some("Bearer error=\"invalid_token\""), "{what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,15 +34,8 @@ async fn forged_and_confused_tokens_are_invalid_for_every_algorithm() {
 
         let h = header(at);
         let c = claims(at);
-        let jwks: Value = app
-            .http
-            .get(app.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .expect("jwks")
-            .json()
-            .await
-            .expect("json");
+        let jwks: Value =
+            app.http.get(app.url("/.well-known/jwks.json")).send().await.expect("jwks").json().await.expect("json");
         let jwk = jwks["keys"][0].clone();
         assert_eq!(jwk["alg"], alg);
         // HS256 "signed" with every public encoding an attacker could feed an HMAC.
@@ -64,11 +49,7 @@ async fn forged_and_confused_tokens_are_invalid_for_every_algorithm() {
         for public in publics {
             let mut hh = h.clone();
             hh["alg"] = json!("HS256");
-            let t = forge(&hh, &c, |m| {
-                hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &public), m)
-                    .as_ref()
-                    .to_vec()
-            });
+            let t = forge(&hh, &c, |m| hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &public), m).as_ref().to_vec());
             assert_invalid(&app, &t, &format!("{alg}: HS256 with the public key")).await;
         }
         // alg: none, with and without a signature.
@@ -81,21 +62,14 @@ async fn forged_and_confused_tokens_are_invalid_for_every_algorithm() {
         let mut other = c.clone();
         other["sub"] = json!("someone-else");
         let sig = at.rsplit('.').next().expect("sig");
-        let tampered = format!(
-            "{}.{}.{sig}",
-            at.split('.').next().expect("h"),
-            B64.encode(other.to_string())
-        );
+        let tampered = format!("{}.{}.{sig}", at.split('.').next().expect("h"), B64.encode(other.to_string()));
         assert_invalid(&app, &tampered, "tampered claims").await;
         // Unknown kid, truncation, oversize, garbage.
         let mut unknown = h.clone();
         unknown["kid"] = json!("no-such-kid");
         let sig_only = at.rsplit('.').next().expect("sig");
-        let with_unknown = format!(
-            "{}.{}.{sig_only}",
-            B64.encode(unknown.to_string()),
-            at.split('.').nth(1).expect("p")
-        );
+        let with_unknown =
+            format!("{}.{}.{sig_only}", B64.encode(unknown.to_string()), at.split('.').nth(1).expect("p"));
         assert_invalid(&app, &with_unknown, "unknown kid").await;
         assert_invalid(&app, &at[..at.len() - 10], "truncated").await;
         assert_invalid(&app, &format!("{at}{}", "A".repeat(9000)), "oversized").await;
@@ -108,14 +82,8 @@ async fn forged_and_confused_tokens_are_invalid_for_every_algorithm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_and_missing_tokens_answer_per_rfc_6750() {
     let db = Db::sqlite();
-    let app = TestApp::start(
-        &db,
-        &[
-            ("PROLONG_TOKENS__ACCESS_TTL", "2s"),
-            ("PROLONG_SESSION__REUSE_GRACE", "1s"),
-        ],
-    )
-    .await;
+    let app =
+        TestApp::start(&db, &[("PROLONG_TOKENS__ACCESS_TTL", "2s"), ("PROLONG_SESSION__REUSE_GRACE", "1s")]).await;
     let login = app.login("alice", PASSWORD).await;
     assert_eq!(login["expires_in"], 2);
     let r = app.http.get(app.url("/v1/me")).send().await.expect("send");
@@ -123,24 +91,14 @@ async fn expired_and_missing_tokens_answer_per_rfc_6750() {
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"], "missing_token");
-    let r = app
-        .http
-        .get(app.url("/v1/me"))
-        .header("authorization", "Basic abc")
-        .send()
-        .await
-        .expect("send");
+    let r = app.http.get(app.url("/v1/me")).header("authorization", "Basic abc").send().await.expect("send");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
     let (status, body, challenge) = app.me(s(&login, "access_token")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "token_expired");
-    assert!(
-        challenge
-            .expect("challenge")
-            .starts_with("Bearer error=\"invalid_token\"")
-    );
+    assert!(challenge.expect("challenge").starts_with("Bearer error=\"invalid_token\""));
     // The refresh token still renews the session.
     let (status, _) = app.refresh(s(&login, "refresh_token")).await;
     assert_eq!(status, StatusCode::OK);
@@ -167,20 +125,8 @@ async fn malformed_requests_get_clear_4xx_and_never_500() {
             400,
             "invalid_request",
         ),
-        (
-            Some("text/plain"),
-            b"grant_type=password".to_vec(),
-            token_url.clone(),
-            400,
-            "invalid_request",
-        ),
-        (
-            None,
-            b"grant_type=password".to_vec(),
-            token_url.clone(),
-            400,
-            "invalid_request",
-        ),
+        (Some("text/plain"), b"grant_type=password".to_vec(), token_url.clone(), 400, "invalid_request"),
+        (None, b"grant_type=password".to_vec(), token_url.clone(), 400, "invalid_request"),
         (
             form,
             b"grant_type=password&grant_type=password&username=a&password=b".to_vec(),
@@ -188,41 +134,11 @@ async fn malformed_requests_get_clear_4xx_and_never_500() {
             400,
             "invalid_request",
         ),
-        (
-            form,
-            b"grant_type=client_credentials".to_vec(),
-            token_url.clone(),
-            400,
-            "unsupported_grant_type",
-        ),
-        (
-            form,
-            b"username=alice".to_vec(),
-            token_url.clone(),
-            400,
-            "invalid_request",
-        ),
-        (
-            form,
-            b"grant_type=password&password=x".to_vec(),
-            token_url.clone(),
-            400,
-            "invalid_request",
-        ),
-        (
-            form,
-            b"grant_type=refresh_token".to_vec(),
-            token_url.clone(),
-            400,
-            "invalid_request",
-        ),
-        (
-            form,
-            b"grant_type=refresh_token&refresh_token=abc".to_vec(),
-            token_url.clone(),
-            400,
-            "invalid_grant",
-        ),
+        (form, b"grant_type=client_credentials".to_vec(), token_url.clone(), 400, "unsupported_grant_type"),
+        (form, b"username=alice".to_vec(), token_url.clone(), 400, "invalid_request"),
+        (form, b"grant_type=password&password=x".to_vec(), token_url.clone(), 400, "invalid_request"),
+        (form, b"grant_type=refresh_token".to_vec(), token_url.clone(), 400, "invalid_request"),
+        (form, b"grant_type=refresh_token&refresh_token=abc".to_vec(), token_url.clone(), 400, "invalid_grant"),
         (
             form,
             b"grant_type=refresh_token&refresh_token=abc&idle=-1".to_vec(),
@@ -244,20 +160,8 @@ async fn malformed_requests_get_clear_4xx_and_never_500() {
             400,
             "invalid_grant",
         ),
-        (
-            Some("application/json"),
-            b"{\"grant_type\":".to_vec(),
-            token_url.clone(),
-            400,
-            "invalid_request",
-        ),
-        (
-            Some("application/json"),
-            b"[]".to_vec(),
-            token_url.clone(),
-            400,
-            "invalid_request",
-        ),
+        (Some("application/json"), b"{\"grant_type\":".to_vec(), token_url.clone(), 400, "invalid_request"),
+        (Some("application/json"), b"[]".to_vec(), token_url.clone(), 400, "invalid_request"),
         (
             Some("application/json"),
             b"{\"grant_type\":\"password\",\"grant_type\":\"password\"}".to_vec(),
@@ -272,27 +176,13 @@ async fn malformed_requests_get_clear_4xx_and_never_500() {
             400,
             "invalid_request",
         ),
-        (
-            form,
-            vec![b'a'; 17 * 1024],
-            token_url.clone(),
-            413,
-            "invalid_request",
-        ),
-        (
-            form,
-            b"token".to_vec(),
-            app.url("/oauth/revoke?token=x"),
-            400,
-            "invalid_request",
-        ),
+        (form, vec![b'a'; 17 * 1024], token_url.clone(), 413, "invalid_request"),
+        (form, b"token".to_vec(), app.url("/oauth/revoke?token=x"), 400, "invalid_request"),
         (form, b"".to_vec(), app.url("/nowhere"), 404, "not_found"),
     ];
     for (ct, body, url, want, error) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).to_string();
-        let r = post(ct, body, url.clone())
-            .await
-            .expect("a response, not a dropped connection");
+        let r = post(ct, body, url.clone()).await.expect("a response, not a dropped connection");
         let status = r.status().as_u16();
         let json: Value = r.json().await.unwrap_or(Value::Null);
         assert_eq!(status, want, "{url} {shown}: {json}");
@@ -300,9 +190,7 @@ async fn malformed_requests_get_clear_4xx_and_never_500() {
     }
     // A chunked body over the limit (no Content-Length) is 413 too, answered, not dropped.
     let addr = app.base.trim_start_matches("http://").to_owned();
-    let mut conn = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.expect("connect");
     let chunk = "a".repeat(9 * 1024);
     let request = format!(
         "POST /oauth/token HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
@@ -315,12 +203,7 @@ async fn malformed_requests_get_clear_4xx_and_never_500() {
     let _ = conn.read_to_end(&mut response).await;
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
-    let r = app
-        .http
-        .get(app.url("/oauth/token"))
-        .send()
-        .await
-        .expect("send");
+    let r = app.http.get(app.url("/oauth/token")).send().await.expect("send");
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -331,18 +214,12 @@ async fn unknown_user_and_wrong_password_look_the_same_and_logs_hold_no_secrets(
     let fail = |user: &'static str, pw: &'static str| {
         app.http
             .post(app.url("/oauth/token"))
-            .form(&[
-                ("grant_type", "password"),
-                ("username", user),
-                ("password", pw),
-            ])
+            .form(&[("grant_type", "password"), ("username", user), ("password", pw)])
             .send()
     };
     let a = fail("alice", "wrong password 1").await.expect("send");
     let (sa, ba) = (a.status(), a.bytes().await.expect("body"));
-    let b = fail("nobody-at-all", "wrong password 2")
-        .await
-        .expect("send");
+    let b = fail("nobody-at-all", "wrong password 2").await.expect("send");
     let (sb, bb) = (b.status(), b.bytes().await.expect("body"));
     assert_eq!(sa, StatusCode::BAD_REQUEST);
     assert_eq!((sa, ba.clone()), (sb, bb), "byte-for-byte identical");
@@ -352,19 +229,11 @@ async fn unknown_user_and_wrong_password_look_the_same_and_logs_hold_no_secrets(
     let login = app.login("alice", PASSWORD).await;
     let (_, refreshed) = app.refresh(s(&login, "refresh_token")).await;
     let _ = app.refresh(s(&login, "refresh_token")).await;
-    let _ = app
-        .form(
-            "/oauth/revoke",
-            &[("token", s(&refreshed, "refresh_token"))],
-        )
-        .await;
+    let _ = app.form("/oauth/revoke", &[("token", s(&refreshed, "refresh_token"))]).await;
     let _ = app.me(s(&login, "access_token")).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let log = app.log();
-    assert!(
-        log.contains("login failed"),
-        "security events are logged:\n{log}"
-    );
+    assert!(log.contains("login failed"), "security events are logged:\n{log}");
     for secret in [
         PASSWORD,
         "wrong password 1",
@@ -381,53 +250,25 @@ async fn unknown_user_and_wrong_password_look_the_same_and_logs_hold_no_secrets(
 async fn discovery_jwks_and_health() {
     let db = Db::sqlite();
     let app = TestApp::start(&db, &[]).await;
-    for path in [
-        "/.well-known/oauth-authorization-server",
-        "/.well-known/openid-configuration",
-    ] {
-        let r = app
-            .http
-            .get(app.url(path))
-            .header("host", "evil.example")
-            .send()
-            .await
-            .expect("send");
+    for path in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
+        let r = app.http.get(app.url(path)).header("host", "evil.example").send().await.expect("send");
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["access-control-allow-origin"], "*");
         assert_eq!(r.headers()["x-content-type-options"], "nosniff");
         assert_eq!(r.headers()["referrer-policy"], "no-referrer");
         let m: Value = r.json().await.expect("json");
-        assert_eq!(
-            m["issuer"],
-            app.base.as_str(),
-            "built from config, never from Host"
-        );
+        assert_eq!(m["issuer"], app.base.as_str(), "built from config, never from Host");
         assert_eq!(m["token_endpoint"], format!("{}/oauth/token", app.base));
         assert_eq!(m["jwks_uri"], format!("{}/.well-known/jwks.json", app.base));
     }
-    let jwks: Value = app
-        .http
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let jwks: Value =
+        app.http.get(app.url("/.well-known/jwks.json")).send().await.expect("send").json().await.expect("json");
     let keys = jwks["keys"].as_array().expect("keys");
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0]["kty"], "EC");
     assert!(keys[0].get("d").is_none(), "no private part");
     for path in ["/healthz", "/readyz"] {
-        assert_eq!(
-            app.http
-                .get(app.url(path))
-                .send()
-                .await
-                .expect("send")
-                .status(),
-            StatusCode::OK
-        );
+        assert_eq!(app.http.get(app.url(path)).send().await.expect("send").status(), StatusCode::OK);
     }
 }
 
@@ -435,15 +276,8 @@ async fn discovery_jwks_and_health() {
 async fn hs256_servers_publish_no_keys_and_verify_their_own_tokens() {
     let db = Db::sqlite();
     let app = TestApp::start(&db, &[("PROLONG_TOKENS__ALGORITHM", "HS256")]).await;
-    let jwks: Value = app
-        .http
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let jwks: Value =
+        app.http.get(app.url("/.well-known/jwks.json")).send().await.expect("send").json().await.expect("json");
     assert_eq!(jwks, json!({"keys": []}));
     let login = app.login("alice", PASSWORD).await;
     assert_eq!(header(s(&login, "access_token"))["alg"], "HS256");

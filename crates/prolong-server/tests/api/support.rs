@@ -24,19 +24,14 @@ pub struct Db {
 }
 
 pub fn pg_admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 impl Db {
     pub fn sqlite() -> Db {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("prolong.db").display());
-        Db {
-            url,
-            pg_name: None,
-            _dir: Some(dir),
-        }
+        Db { url, pg_name: None, _dir: Some(dir) }
     }
 
     pub async fn postgres() -> Db {
@@ -44,30 +39,16 @@ impl Db {
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required for these tests: {e}"));
-        let suffix: String = prolong_core::keys::random_bytes::<6>()
-            .expect("rng")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let suffix: String =
+            prolong_core::keys::random_bytes::<6>().expect("rng").iter().map(|b| format!("{b:02x}")).collect();
         let name = format!("prolong_api_{suffix}");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
         let base = &admin[..admin.rfind('/').expect("database in url")];
-        Db {
-            url: format!("{base}/{name}"),
-            pg_name: Some(name),
-            _dir: None,
-        }
+        Db { url: format!("{base}/{name}"), pg_name: Some(name), _dir: None }
     }
 
     pub async fn new(postgres: bool) -> Db {
-        if postgres {
-            Db::postgres().await
-        } else {
-            Db::sqlite()
-        }
+        if postgres { Db::postgres().await } else { Db::sqlite() }
     }
 }
 
@@ -77,16 +58,11 @@ impl Drop for Db {
             // Best effort; runs outside the test's runtime.
             let admin = pg_admin_url();
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
                 rt.block_on(async {
                     if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
                         let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut c)
-                                .await;
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
                     }
                 });
             })
@@ -96,22 +72,13 @@ impl Drop for Db {
 }
 
 /// Runs the CLI against a database and returns (status, stdout, stderr).
-pub async fn cli(
-    db_url: &str,
-    env: &[(&str, &str)],
-    args: &[&str],
-    stdin: Option<&str>,
-) -> (i32, String, String) {
+pub async fn cli(db_url: &str, env: &[(&str, &str)], args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut cmd = Command::new(bin());
     cmd.args(args).arg("--database-url").arg(db_url);
     clean_env(&mut cmd, env);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn prolong");
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         use tokio::io::AsyncWriteExt;
@@ -157,18 +124,9 @@ impl TestApp {
     /// Starts a server without adding users.
     pub async fn start_bare(db: &Db, env: &[(&str, &str)]) -> TestApp {
         let mut cmd = Command::new(bin());
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            &db.url,
-        ]);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url]);
         clean_env(&mut cmd, env);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut child = cmd.spawn().expect("spawn prolong serve");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
@@ -199,18 +157,12 @@ impl TestApp {
                 panic!("server did not start:\n{log}");
             }
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client");
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
         TestApp {
             base,
             http,
             db_url: db.url.clone(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             child,
             log,
         }
@@ -225,109 +177,60 @@ impl TestApp {
     }
 
     pub async fn cli(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-        let env: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         cli(&self.db_url, &env, args, stdin).await
     }
 
     pub async fn add_user(&self, name: &str, password: &str) {
-        let (code, _, err) = self
-            .cli(
-                &["user", "add", name, "--password-stdin"],
-                Some(&format!("{password}\n")),
-            )
-            .await;
+        let (code, _, err) = self.cli(&["user", "add", name, "--password-stdin"], Some(&format!("{password}\n"))).await;
         assert_eq!(code, 0, "user add failed: {err}");
     }
 
     /// POSTs a form to a path and returns status and JSON body (Null when the body is empty).
     pub async fn form(&self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
-            .form(fields)
-            .send()
-            .await
-            .expect("request");
+        let r = self.http.post(self.url(path)).form(fields).send().await.expect("request");
         let status = r.status();
         let text = r.text().await.expect("body");
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     pub async fn login(&self, user: &str, password: &str) -> Value {
-        let (status, body) = self
-            .form(
-                "/oauth/token",
-                &[
-                    ("grant_type", "password"),
-                    ("username", user),
-                    ("password", password),
-                ],
-            )
-            .await;
+        let (status, body) =
+            self.form("/oauth/token", &[("grant_type", "password"), ("username", user), ("password", password)]).await;
         assert_eq!(status, StatusCode::OK, "login failed: {body}");
         body
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> (StatusCode, Value) {
-        self.form(
-            "/oauth/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token),
-            ],
-        )
-        .await
+        self.form("/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)]).await
     }
 
     pub async fn me(&self, access_token: &str) -> (StatusCode, Value, Option<String>) {
-        let r = self
-            .http
-            .get(self.url("/v1/me"))
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .expect("request");
+        let r = self.http.get(self.url("/v1/me")).bearer_auth(access_token).send().await.expect("request");
         let status = r.status();
-        let challenge = r
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let challenge = r.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_owned);
         (status, r.json().await.unwrap_or(Value::Null), challenge)
     }
 
     /// Sends SIGTERM and returns the exit code.
     pub async fn terminate(mut self) -> Option<i32> {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
         }
-        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .ok()?
-            .ok()?;
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.ok()?.ok()?;
         status.code()
     }
 }
 
 pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+    v[key].as_str().unwrap_or_else(|| panic!("{key} missing in {v}"))
 }
 
 /// Decodes a JWT's payload without verifying it (for inspecting claims in tests).
 pub fn claims(token: &str) -> Value {
     use base64::Engine;
     let payload = token.split('.').nth(1).expect("payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64");
     serde_json::from_slice(&bytes).expect("json")
 }
 
@@ -335,8 +238,6 @@ pub fn claims(token: &str) -> Value {
 pub fn header(token: &str) -> Value {
     use base64::Engine;
     let part = token.split('.').next().expect("header");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .expect("base64");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64");
     serde_json::from_slice(&bytes).expect("json")
 }

@@ -12,13 +12,7 @@ use std::sync::Arc;
 mod support;
 
 fn user(id: &str, name: &str) -> User {
-    User {
-        id: id.into(),
-        username: name.into(),
-        password_hash: "h".into(),
-        token_version: 0,
-        created_at: 1,
-    }
+    User { id: id.into(), username: name.into(), password_hash: "h".into(), token_version: 0, created_at: 1 }
 }
 
 fn session(id: u8, user_id: &str, now: i64) -> Session {
@@ -42,35 +36,17 @@ fn session(id: u8, user_id: &str, now: i64) -> Session {
 }
 
 async fn users_are_unique_and_found(store: Arc<dyn Store>) {
-    store
-        .create_user(&user("u1", "alice"))
-        .await
-        .expect("create");
-    assert!(matches!(
-        store.create_user(&user("u2", "alice")).await,
-        Err(prolong_store::StoreError::Conflict)
-    ));
-    assert_eq!(
-        store.user_by_name("alice").await.expect("q").map(|u| u.id),
-        Some("u1".into())
-    );
-    assert_eq!(
-        store.user_by_id("u1").await.expect("q").map(|u| u.username),
-        Some("alice".into())
-    );
+    store.create_user(&user("u1", "alice")).await.expect("create");
+    assert!(matches!(store.create_user(&user("u2", "alice")).await, Err(prolong_store::StoreError::Conflict)));
+    assert_eq!(store.user_by_name("alice").await.expect("q").map(|u| u.id), Some("u1".into()));
+    assert_eq!(store.user_by_id("u1").await.expect("q").map(|u| u.username), Some("alice".into()));
     assert_eq!(store.user_by_name("bob").await.expect("q"), None);
     assert_eq!(store.bump_token_version("u1", 1, 100).await.expect("bump"), Some(1));
-    assert_eq!(
-        store.bump_token_version("nobody", 1, 100).await.expect("bump"),
-        None
-    );
+    assert_eq!(store.bump_token_version("nobody", 1, 100).await.expect("bump"), None);
 }
 
 async fn sessions_round_trip(store: Arc<dyn Store>) {
-    store
-        .create_user(&user("u1", "alice"))
-        .await
-        .expect("create");
+    store.create_user(&user("u1", "alice")).await.expect("create");
     let s = session(3, "u1", 1_000);
     store.create_session(&s).await.expect("create session");
     let got = store.session(&s.id).await.expect("load").expect("found");
@@ -81,38 +57,14 @@ async fn sessions_round_trip(store: Arc<dyn Store>) {
 }
 
 async fn rotation_is_a_compare_and_set(store: Arc<dyn Store>) {
-    store
-        .create_user(&user("u1", "alice"))
-        .await
-        .expect("create");
+    store.create_user(&user("u1", "alice")).await.expect("create");
     let s = session(4, "u1", 1_000);
     store.create_session(&s).await.expect("create session");
-    assert!(
-        store
-            .rotate(&s.id, 0, 2_000, 1_500, &[2; 8])
-            .await
-            .expect("rotate")
-    );
-    assert!(
-        !store
-            .rotate(&s.id, 0, 2_001, 1_500, &[2; 8])
-            .await
-            .expect("rotate"),
-        "stale generation must lose"
-    );
-    let got = store
-        .session(&s.id)
-        .await
-        .expect("load")
-        .expect("found")
-        .session;
+    assert!(store.rotate(&s.id, 0, 2_000, 1_500, &[2; 8]).await.expect("rotate"));
+    assert!(!store.rotate(&s.id, 0, 2_001, 1_500, &[2; 8]).await.expect("rotate"), "stale generation must lose");
+    let got = store.session(&s.id).await.expect("load").expect("found").session;
     assert_eq!(
-        (
-            got.state.generation,
-            got.state.rotated_at,
-            got.state.last_active,
-            got.mac_kid
-        ),
+        (got.state.generation, got.state.rotated_at, got.state.last_active, got.mac_kid),
         (1, 2_000, 1_500, [2; 8])
     );
 
@@ -120,9 +72,7 @@ async fn rotation_is_a_compare_and_set(store: Arc<dyn Store>) {
     let mut tasks = Vec::new();
     for i in 0..24 {
         let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            store.rotate(&[4; 16], 1, 3_000 + i, 3_000, &[2; 8]).await
-        }));
+        tasks.push(tokio::spawn(async move { store.rotate(&[4; 16], 1, 3_000 + i, 3_000, &[2; 8]).await }));
     }
     let mut wins = 0;
     for t in tasks {
@@ -131,146 +81,42 @@ async fn rotation_is_a_compare_and_set(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(wins, 1);
-    assert_eq!(
-        store
-            .session(&s.id)
-            .await
-            .expect("load")
-            .expect("found")
-            .session
-            .state
-            .generation,
-        2
-    );
+    assert_eq!(store.session(&s.id).await.expect("load").expect("found").session.state.generation, 2);
 }
 
 async fn an_ended_session_stays_ended(store: Arc<dyn Store>) {
-    store
-        .create_user(&user("u1", "alice"))
-        .await
-        .expect("create");
+    store.create_user(&user("u1", "alice")).await.expect("create");
     let s = session(5, "u1", 1_000);
     store.create_session(&s).await.expect("create session");
-    assert!(
-        store
-            .end_session(&s.id, Reason::ReuseDetected, 2_000, 9_000)
-            .await
-            .expect("end")
-    );
-    assert!(
-        !store
-            .end_session(&s.id, Reason::Revoked, 3_000, 9_000)
-            .await
-            .expect("end"),
-        "the first end wins"
-    );
-    assert!(
-        !store
-            .rotate(&s.id, 0, 4_000, 4_000, &[1; 8])
-            .await
-            .expect("rotate"),
-        "ended sessions never rotate"
-    );
-    let got = store
-        .session(&s.id)
-        .await
-        .expect("load")
-        .expect("found")
-        .session;
+    assert!(store.end_session(&s.id, Reason::ReuseDetected, 2_000, 9_000).await.expect("end"));
+    assert!(!store.end_session(&s.id, Reason::Revoked, 3_000, 9_000).await.expect("end"), "the first end wins");
+    assert!(!store.rotate(&s.id, 0, 4_000, 4_000, &[1; 8]).await.expect("rotate"), "ended sessions never rotate");
+    let got = store.session(&s.id).await.expect("load").expect("found").session;
     assert_eq!(got.state.ended, Some(Reason::ReuseDetected));
     assert_eq!(got.ended_at, Some(2_000));
     assert!(store.sessions_of("u1").await.expect("list").is_empty());
 }
 
 async fn password_reset_ends_every_live_session(store: Arc<dyn Store>) {
-    store
-        .create_user(&user("u1", "alice"))
-        .await
-        .expect("create");
+    store.create_user(&user("u1", "alice")).await.expect("create");
     store.create_user(&user("u2", "bob")).await.expect("create");
     for (i, u) in [(10, "u1"), (11, "u1"), (12, "u2")] {
-        store
-            .create_session(&session(i, u, 1_000))
-            .await
-            .expect("create session");
+        store.create_session(&session(i, u, 1_000)).await.expect("create session");
     }
-    store
-        .end_session(&[11; 16], Reason::Revoked, 1_500, 9_000)
-        .await
-        .expect("end");
-    let ended = store
-        .set_password("u1", "new", true, 2_000, 9_000)
-        .await
-        .expect("reset");
-    assert_eq!(
-        ended.iter().map(|e| e.id).collect::<Vec<_>>(),
-        vec![[10; 16]]
-    );
-    assert_eq!(
-        store
-            .user_by_id("u1")
-            .await
-            .expect("q")
-            .expect("found")
-            .password_hash,
-        "new"
-    );
-    let s10 = store
-        .session(&[10; 16])
-        .await
-        .expect("load")
-        .expect("found")
-        .session;
+    store.end_session(&[11; 16], Reason::Revoked, 1_500, 9_000).await.expect("end");
+    let ended = store.set_password("u1", "new", true, 2_000, 9_000).await.expect("reset");
+    assert_eq!(ended.iter().map(|e| e.id).collect::<Vec<_>>(), vec![[10; 16]]);
+    assert_eq!(store.user_by_id("u1").await.expect("q").expect("found").password_hash, "new");
+    let s10 = store.session(&[10; 16]).await.expect("load").expect("found").session;
     assert_eq!(s10.state.ended, Some(Reason::ReauthRequired));
-    let s11 = store
-        .session(&[11; 16])
-        .await
-        .expect("load")
-        .expect("found")
-        .session;
-    assert_eq!(
-        s11.state.ended,
-        Some(Reason::Revoked),
-        "an earlier end keeps its reason"
-    );
-    assert_eq!(
-        store
-            .session(&[12; 16])
-            .await
-            .expect("load")
-            .expect("found")
-            .session
-            .state
-            .ended,
-        None
-    );
+    let s11 = store.session(&[11; 16]).await.expect("load").expect("found").session;
+    assert_eq!(s11.state.ended, Some(Reason::Revoked), "an earlier end keeps its reason");
+    assert_eq!(store.session(&[12; 16]).await.expect("load").expect("found").session.state.ended, None);
     // A later session of the same user is unaffected by the earlier requirement.
-    store
-        .create_session(&session(13, "u1", 3_000))
-        .await
-        .expect("create session");
-    assert!(
-        store
-            .set_password("u1", "newer", false, 4_000, 9_000)
-            .await
-            .expect("change")
-            .is_empty()
-    );
-    assert_eq!(
-        store
-            .session(&[13; 16])
-            .await
-            .expect("load")
-            .expect("found")
-            .session
-            .state
-            .ended,
-        None
-    );
-    let ended = store
-        .end_user_sessions("u1", Reason::ReauthRequired, 5_000, 9_000)
-        .await
-        .expect("reauth");
+    store.create_session(&session(13, "u1", 3_000)).await.expect("create session");
+    assert!(store.set_password("u1", "newer", false, 4_000, 9_000).await.expect("change").is_empty());
+    assert_eq!(store.session(&[13; 16]).await.expect("load").expect("found").session.state.ended, None);
+    let ended = store.end_user_sessions("u1", Reason::ReauthRequired, 5_000, 9_000).await.expect("reauth");
     assert_eq!(ended.len(), 1);
 }
 
@@ -287,56 +133,20 @@ fn key(kid: &str, kind: KeyKind, alg: &str, at: i64) -> StoredKey {
 }
 
 async fn keys_are_added_once_and_retired(store: Arc<dyn Store>) {
+    assert!(store.add_key(&key("a", KeyKind::Signing, "ES256", 1), true, false, 1).await.expect("add"));
     assert!(
-        store
-            .add_key(&key("a", KeyKind::Signing, "ES256", 1), true, false, 1)
-            .await
-            .expect("add")
-    );
-    assert!(
-        !store
-            .add_key(&key("b", KeyKind::Signing, "ES256", 2), true, false, 2)
-            .await
-            .expect("add"),
+        !store.add_key(&key("b", KeyKind::Signing, "ES256", 2), true, false, 2).await.expect("add"),
         "one active key per kind and alg"
     );
-    assert!(
-        store
-            .add_key(&key("m", KeyKind::RefreshMac, "HS256", 2), true, false, 2)
-            .await
-            .expect("add")
-    );
-    assert!(
-        store
-            .add_key(&key("c", KeyKind::Signing, "ES256", 3), false, true, 3)
-            .await
-            .expect("rotate")
-    );
+    assert!(store.add_key(&key("m", KeyKind::RefreshMac, "HS256", 2), true, false, 2).await.expect("add"));
+    assert!(store.add_key(&key("c", KeyKind::Signing, "ES256", 3), false, true, 3).await.expect("rotate"));
     let keys = store.keys().await.expect("keys");
-    let find = |kid: &str| {
-        keys.iter()
-            .find(|k| k.kid == kid)
-            .cloned()
-            .expect("present")
-    };
+    let find = |kid: &str| keys.iter().find(|k| k.kid == kid).cloned().expect("present");
     assert_eq!(find("a").retired_at, Some(3));
     assert_eq!(find("c").retired_at, None);
-    assert_eq!(
-        find("m").retired_at,
-        None,
-        "rotating signing keys leaves MAC keys alone"
-    );
-    store
-        .replace_key_material("a", &[9, 9], true)
-        .await
-        .expect("replace");
-    let a = store
-        .keys()
-        .await
-        .expect("keys")
-        .into_iter()
-        .find(|k| k.kid == "a")
-        .expect("a");
+    assert_eq!(find("m").retired_at, None, "rotating signing keys leaves MAC keys alone");
+    store.replace_key_material("a", &[9, 9], true).await.expect("replace");
+    let a = store.keys().await.expect("keys").into_iter().find(|k| k.kid == "a").expect("a");
     assert_eq!((a.material, a.encrypted), (vec![9, 9], true));
 }
 
@@ -438,14 +248,8 @@ async fn sqlite_data_survives_reopen() {
     let url = format!("sqlite://{}", dir.path().join("p.db").display());
     {
         let store = prolong_store::connect(&url).await.expect("open");
-        store
-            .create_user(&user("u1", "alice"))
-            .await
-            .expect("create");
-        store
-            .create_session(&session(1, "u1", 5))
-            .await
-            .expect("session");
+        store.create_user(&user("u1", "alice")).await.expect("create");
+        store.create_session(&session(1, "u1", 5)).await.expect("session");
         store.close().await;
     }
     let store = prolong_store::connect(&url).await.expect("reopen");
@@ -454,8 +258,5 @@ async fn sqlite_data_survives_reopen() {
 
 #[tokio::test]
 async fn unsupported_urls_are_refused() {
-    assert!(matches!(
-        prolong_store::connect("mysql://x").await,
-        Err(prolong_store::StoreError::UnsupportedUrl)
-    ));
+    assert!(matches!(prolong_store::connect("mysql://x").await, Err(prolong_store::StoreError::UnsupportedUrl)));
 }

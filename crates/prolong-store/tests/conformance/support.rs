@@ -19,8 +19,7 @@ impl SqliteDb {
 }
 
 pub fn admin_url() -> String {
-    std::env::var("PROLONG_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("PROLONG_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 pub struct PgDb {
@@ -34,16 +33,10 @@ impl PgDb {
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required for these tests: {e}"));
-        let suffix: String = prolong_core::keys::random_bytes::<6>()
-            .expect("rng")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let suffix: String =
+            prolong_core::keys::random_bytes::<6>().expect("rng").iter().map(|b| format!("{b:02x}")).collect();
         let name = format!("prolong_test_{suffix}");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
         let url = match admin.rfind('/') {
             Some(i) => format!("{}/{name}", &admin[..i]),
             None => panic!("bad PROLONG_TEST_POSTGRES"),
@@ -55,12 +48,8 @@ impl PgDb {
     pub async fn drop(self) {
         self.store.close().await;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut conn)
-            .await;
+            let _ =
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn).await;
         }
     }
 }
