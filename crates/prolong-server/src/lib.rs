@@ -63,6 +63,8 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     }
     let issuer_for_cors = issuer.clone();
     let metadata = http::wellknown::metadata(&issuer, settings.algorithm.as_str(), settings.admin_token.is_some());
+    let (feed, feed_pump) = http::feed::pump(store.clone());
+    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
     let app = Arc::new(http::AppState {
         service: service::Service {
             settings: settings.clone(),
@@ -74,6 +76,8 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         metadata,
         throttle: throttle::LoginThrottle::new(settings.login_max_failures, settings.login_window),
         issuer_origin: http::guard::origin_of(&issuer_for_cors),
+        feed,
+        stopping,
     });
     let reload = tokio::spawn({
         let keys = keys.clone();
@@ -106,10 +110,14 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     });
     tracing::info!("listening on http://{addr}");
     axum::serve(listener, http::router(app).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        })
         .await?;
     reload.abort();
     purge.abort();
+    feed_pump.abort();
     store.close().await;
     tracing::info!("shut down cleanly");
     Ok(())

@@ -6,9 +6,11 @@
 pub mod account;
 pub mod admin;
 pub mod error;
+pub mod feed;
 pub mod guard;
 pub mod oauth;
 pub mod params;
+pub mod web;
 pub mod wellknown;
 
 use crate::service::Service;
@@ -34,6 +36,10 @@ pub struct AppState {
     pub throttle: crate::throttle::LoginThrottle,
     /// The issuer's origin, always allowed by CORS.
     pub issuer_origin: String,
+    /// The newest revocation `seq`, kept current by the feed pump.
+    pub feed: tokio::sync::watch::Receiver<i64>,
+    /// Turns true when the server starts shutting down, so long-lived feed responses end.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::ops::Deref for AppState {
@@ -85,9 +91,14 @@ pub fn router(app: App) -> Router {
         .route("/v1/admin/users/{username}/reauth", post(admin::reauth))
         .route("/v1/admin/users/{username}/revoke-all", post(admin::revoke_all))
         .route("/v1/admin/sessions", post(admin::create_session))
+        .route("/v1/revocations", get(feed::revocations))
         .route("/.well-known/jwks.json", get(wellknown::jwks))
         .route("/.well-known/oauth-authorization-server", get(wellknown::discovery))
         .route("/.well-known/openid-configuration", get(wellknown::discovery))
+        .route("/", get(web::index))
+        .route("/assets/app.js", get(web::app_js))
+        .route("/assets/style.css", get(web::style_css))
+        .route("/assets/prolong.js", get(web::prolong_js))
         .route("/healthz", get(wellknown::healthz))
         .route("/readyz", get(wellknown::readyz))
         .fallback(|| async { ApiError::NotFound })

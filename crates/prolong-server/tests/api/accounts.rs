@@ -27,7 +27,9 @@ async fn session_list_end_one_and_logout() {
     assert_eq!(current.len(), 1);
     assert_eq!(current[0]["id"], s(&a, "session_id"));
     for row in &list {
-        for key in ["id", "created_at", "last_active_at", "user_agent", "current", "idle_expires_at", "session_expires_at"] {
+        for key in
+            ["id", "created_at", "last_active_at", "user_agent", "current", "idle_expires_at", "session_expires_at"]
+        {
             assert!(row.get(key).is_some(), "{key} in {row}");
         }
     }
@@ -59,17 +61,22 @@ async fn session_list_end_one_and_logout() {
 async fn signup_only_when_allowed_and_taken_before_password_rules() {
     let db = Db::sqlite();
     let closed = TestApp::start(&db, &[]).await;
-    let (status, _) = send(closed.http.post(closed.url("/v1/signup")).json(&json!({"username":"zed","password":"long enough"}))).await;
+    let (status, _) =
+        send(closed.http.post(closed.url("/v1/signup")).json(&json!({"username":"zed","password":"long enough"})))
+            .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     drop(closed);
     let db = Db::sqlite();
     let app = TestApp::start(&db, &[("PROLONG_ALLOW_SIGNUP", "true")]).await;
-    let (status, body) = send(app.http.post(app.url("/v1/signup")).json(&json!({"username":"Zed","password":"long enough"}))).await;
+    let (status, body) =
+        send(app.http.post(app.url("/v1/signup")).json(&json!({"username":"Zed","password":"long enough"}))).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["id"].as_str().map(str::len), Some(32));
-    let (status, body) = send(app.http.post(app.url("/v1/signup")).json(&json!({"username":"ZED","password":"short"}))).await;
+    let (status, body) =
+        send(app.http.post(app.url("/v1/signup")).json(&json!({"username":"ZED","password":"short"}))).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("username_taken")));
-    let (status, body) = send(app.http.post(app.url("/v1/signup")).json(&json!({"username":"amy","password":"short"}))).await;
+    let (status, body) =
+        send(app.http.post(app.url("/v1/signup")).json(&json!({"username":"amy","password":"short"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error_description"].as_str().unwrap_or_default().contains("8 to 128"), "{body}");
     let login = app.login("zed", "long enough").await;
@@ -81,13 +88,15 @@ async fn signup_only_when_allowed_and_taken_before_password_rules() {
 async fn admin_api_requires_its_token() {
     let db = Db::sqlite();
     let off = TestApp::start(&db, &[]).await;
-    let (status, _) = send(off.http.post(off.url("/v1/admin/users")).json(&json!({"username":"x","password":"long enough"}))).await;
+    let (status, _) =
+        send(off.http.post(off.url("/v1/admin/users")).json(&json!({"username":"x","password":"long enough"}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "off without admin_token");
     drop(off);
     let db = Db::sqlite();
     let app = TestApp::start(&db, &[("PROLONG_ADMIN_TOKEN", ADMIN)]).await;
     let post = |path: &str, body: Value, token: &str| app.http.post(app.url(path)).bearer_auth(token).json(&body);
-    let (status, body) = send(post("/v1/admin/users", json!({"username":"bob","password":"bob's password"}), "wrong")).await;
+    let (status, body) =
+        send(post("/v1/admin/users", json!({"username":"bob","password":"bob's password"}), "wrong")).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")));
     let (status, _) = send(post("/v1/admin/users", json!({"username":"bob","password":"bob's password"}), ADMIN)).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -113,15 +122,20 @@ async fn admin_api_requires_its_token() {
     assert_eq!(app.me(s(&tokens, "access_token")).await.1["username"], "sso-user@example.com");
     assert_eq!(app.refresh(s(&tokens, "refresh_token")).await.0, StatusCode::OK);
     // Such a user has no password to log in with.
-    let (status, _) =
-        app.form("/oauth/token", &[("grant_type", "password"), ("username", "sso-user@example.com"), ("password", "")]).await;
+    let (status, _) = app
+        .form("/oauth/token", &[("grant_type", "password"), ("username", "sso-user@example.com"), ("password", "")])
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspection_reflects_every_rule() {
     let db = Db::sqlite();
-    let app = TestApp::start(&db, &[("PROLONG_ADMIN_TOKEN", ADMIN), ("PROLONG_RESOURCE_TOKENS", &format!("[\"{RESOURCE}\"]"))]).await;
+    let app = TestApp::start(
+        &db,
+        &[("PROLONG_ADMIN_TOKEN", ADMIN), ("PROLONG_RESOURCE_TOKENS", &format!("[\"{RESOURCE}\"]"))],
+    )
+    .await;
     let introspect = |token: &str, bearer: &str| {
         let req = app.http.post(app.url("/oauth/introspect")).bearer_auth(bearer).form(&[("token", token)]);
         async move {
@@ -160,7 +174,11 @@ async fn repeated_failed_logins_are_throttled_for_that_user_and_address_only() {
     let app = TestApp::start(&db, &[("PROLONG_LOGIN__MAX_FAILURES", "3"), ("PROLONG_LOGIN__WINDOW", "2s")]).await;
     app.add_user("bob", "bob's password").await;
     let attempt = |user: &'static str, pw: &'static str| {
-        let req = app.http.post(app.url("/oauth/token")).form(&[("grant_type", "password"), ("username", user), ("password", pw)]);
+        let req = app.http.post(app.url("/oauth/token")).form(&[
+            ("grant_type", "password"),
+            ("username", user),
+            ("password", pw),
+        ]);
         async move {
             let r = req.send().await.expect("send");
             let retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -225,6 +243,12 @@ async fn cors_allows_listed_origins_and_refuses_others_before_credentials() {
     assert_eq!(evil.status(), StatusCode::FORBIDDEN);
     assert!(evil.headers().get("access-control-allow-origin").is_none());
     // Admin and introspection send no CORS headers.
-    let r = app.http.post(app.url("/oauth/introspect")).header("origin", "https://app.example.com").send().await.expect("send");
+    let r = app
+        .http
+        .post(app.url("/oauth/introspect"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .expect("send");
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }

@@ -3,12 +3,15 @@
 
 mod accounts;
 mod cli;
+mod client;
+mod feed;
 mod flows;
 mod interop;
 mod policies;
 mod replicas;
 mod security;
 mod support;
+mod verify;
 
 /// Instantiates `async fn name(postgres: bool)` tests for both backends.
 #[macro_export]

@@ -14,7 +14,8 @@ const FAST: &[(&str, &str)] = &[
 ];
 
 async fn refresh_idle(app: &TestApp, rt: &str, idle: u64) -> (StatusCode, Value) {
-    app.form("/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", rt), ("idle", &idle.to_string())]).await
+    app.form("/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", rt), ("idle", &idle.to_string())])
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

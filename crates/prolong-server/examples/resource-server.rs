@@ -1,0 +1,108 @@
+//! An example API protected by Prolong access tokens, verified with `prolong-verify`.
+//!
+//! ```text
+//! cargo run --release --example resource-server -- --issuer http://127.0.0.1:8080 --listen 127.0.0.1:9090
+//! curl -H "Authorization: Bearer $ACCESS_TOKEN" http://127.0.0.1:9090/api/whoami
+//! ```
+//!
+//! It discovers the issuer's keys (RFC 8414 metadata, then the JWKS), keeps them fresh, and answers
+//! every `/api/*` route only for a valid token: `GET /api/customers` returns a list of customers and
+//! `GET /api/whoami` the verified claims. Failures answer as Prolong's own endpoints do (401
+//! `missing_token` / `token_expired` / `invalid_token`, 503 `temporarily_unavailable` while the
+//! issuer's keys have never loaded). Anything else is a JSON 404.
+//!
+//! The HTTP client is built without a TLS backend (the workspace's `reqwest` has none), which is
+//! enough for a loopback issuer; for an `https://` issuer, enable one of reqwest's TLS features.
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use clap::Parser;
+use prolong_verify::{Verified, Verifier, VerifyLayer};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(about = "An example API that accepts Prolong access tokens")]
+struct Args {
+    /// The issuer URL, exactly as in the tokens' `iss` (its metadata must name the same issuer).
+    #[arg(long)]
+    issuer: String,
+    /// The address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    listen: std::net::SocketAddr,
+    /// The audience tokens must carry.
+    #[arg(long, default_value = "prolong")]
+    audience: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let verifier = Verifier::builder(args.issuer, args.audience).build().await?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app(verifier)).with_graceful_shutdown(shutdown()).await?;
+    Ok(())
+}
+
+fn app(verifier: Verifier) -> Router {
+    Router::new()
+        .route("/api/customers", get(customers))
+        .route("/api/whoami", get(whoami))
+        // Only matched routes need a token: an unknown path is a 404 either way.
+        .route_layer(VerifyLayer::new(verifier.clone()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(verifier)
+}
+
+/// Any valid token may list the customers.
+async fn customers(Verified(_claims): Verified) -> Json<Value> {
+    Json(json!([
+        {"id": 1, "name": "Ada Lovelace", "email": "ada@example.com"},
+        {"id": 2, "name": "Grace Hopper", "email": "grace@example.com"},
+        {"id": 3, "name": "Edsger Dijkstra", "email": "edsger@example.com"},
+    ]))
+}
+
+/// The claims of the caller's token, as verified.
+async fn whoami(Verified(claims): Verified) -> Json<prolong_verify::Claims> {
+    Json(claims)
+}
+
+async fn not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, Json(json!({"error": "not_found", "error_description": "no such resource"})))
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"error": "method_not_allowed", "error_description": "only GET is supported"})),
+    )
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
