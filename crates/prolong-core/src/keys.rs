@@ -99,7 +99,7 @@ pub fn new_kid() -> Result<String, KeyError> {
 enum Signer {
     Ec(EcdsaKeyPair),
     Ed(Ed25519KeyPair),
-    Rsa(RsaKeyPair),
+    Rsa(Box<RsaKeyPair>),
     Hmac(hmac::Key),
 }
 
@@ -164,7 +164,7 @@ impl SigningKey {
                 let e = public.exponent().big_endian_without_leading_zero().to_vec();
                 let decoding = jsonwebtoken::DecodingKey::from_rsa_raw_components(&n, &e);
                 let jwk = serde_json::json!({"kty":"RSA","n":b64(&n),"e":b64(&e),"kid":kid,"alg":"RS256","use":"sig"});
-                (Signer::Rsa(kp), decoding, Some(jwk))
+                (Signer::Rsa(Box::new(kp)), decoding, Some(jwk))
             }
             Algorithm::HS256 => {
                 if private.len() < 32 {

@@ -184,6 +184,21 @@ impl KeyRing {
         Ok(())
     }
 
+    /// Reloads when the keys in memory are older than `max_age_ms`, so the JWKS a resource server
+    /// fetches always lists a key another replica has started signing with.
+    pub async fn reload_if_stale(&self, now: Millis, max_age_ms: Millis) {
+        if now - self.last_reload.load(Ordering::Relaxed) < max_age_ms {
+            return;
+        }
+        let _guard = self.reload_lock.lock().await;
+        if now - self.last_reload.load(Ordering::Relaxed) < max_age_ms {
+            return;
+        }
+        if let Err(e) = self.reload_locked(now).await {
+            tracing::warn!(error = %e, "reloading keys failed; serving the current ones");
+        }
+    }
+
     /// Reloads after a key id was not found at `missed_at`, unless a reload started since then.
     /// Reloads are coalesced and at most one per second starts, so garbage key ids cannot make
     /// the server hammer the database; a real new key is always found, at worst a second later.

@@ -30,14 +30,16 @@
 //! the features, e.g. `reqwest = { version = "0.12", features = ["rustls-tls"] }`) or pass a
 //! configured client with [`VerifierBuilder::http_client`].
 //!
-//! Strict mode (rejecting revoked tokens before they expire) plugs in through
-//! [`RevocationCheck`]; this crate does not implement the revocation feed itself.
+//! Strict mode (rejecting revoked tokens within about a second of their revocation): start a
+//! [`RevocationFeed`] with a resource-server token and install it with
+//! [`VerifierBuilder::revocation`]; any other [`RevocationCheck`] works too.
 
 #![deny(missing_docs)]
 
 mod cache;
 mod claims;
 mod error;
+mod feed;
 mod jwks;
 #[cfg(feature = "axum")]
 mod middleware;
@@ -46,6 +48,7 @@ mod verifier;
 
 pub use claims::Claims;
 pub use error::{Error, ErrorKind};
+pub use feed::{DEFAULT_MAX_STALENESS, FailMode, FeedStats, RevocationFeed, RevocationFeedBuilder};
 #[cfg(feature = "axum")]
 pub use middleware::{Verified, VerifyLayer, VerifyService, bearer_token};
 pub use prolong_core::claims::AccessClaims;

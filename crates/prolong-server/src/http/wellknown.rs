@@ -42,7 +42,10 @@ pub async fn discovery(State(app): State<App>) -> Response {
 
 /// `GET /.well-known/jwks.json`
 pub async fn jwks(State(app): State<App>) -> Response {
-    json_bytes(app.keys.get().jwks.clone(), "public, max-age=60")
+    // A key rotated in by another process is published here within a second, even before this
+    // server's periodic reload; verifiers refetch the JWKS when they meet an unknown `kid`.
+    app.keys.reload_if_stale(crate::service::now_ms(), 1_000).await;
+    json_bytes(app.keys.get().jwks.clone(), "public, max-age=15")
 }
 
 /// `GET /healthz`: the process answers.

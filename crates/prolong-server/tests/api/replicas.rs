@@ -73,6 +73,12 @@ async fn key_rotation_reaches_running_servers_and_old_tokens_keep_verifying() {
     let new_kid = header(s(&after, "access_token"))["kid"].as_str().expect("kid").to_owned();
     assert_ne!(new_kid, old_kid);
 
+    // The running server publishes the new key in its JWKS at once (at most a second of lag), so
+    // resource servers that fetch it there can verify the new tokens.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let jwks_a: Value =
+        a.http.get(a.url("/.well-known/jwks.json")).send().await.expect("send").json().await.expect("json");
+    assert!(jwks_a["keys"].as_array().expect("keys").iter().any(|k| k["kid"] == new_kid.as_str()), "{jwks_a}");
     // The running server verifies the new key's tokens without a restart, and old tokens keep
     // verifying everywhere until they expire.
     assert_eq!(a.me(s(&after, "access_token")).await.0, StatusCode::OK);

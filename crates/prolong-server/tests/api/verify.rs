@@ -95,11 +95,15 @@ struct Reply {
 
 impl ResourceServer {
     async fn start(issuer: &str, audience: Option<&str>) -> ResourceServer {
-        let mut cmd = Command::new(example_bin());
-        cmd.args(["--issuer", issuer, "--listen", "127.0.0.1:0"]);
-        if let Some(audience) = audience {
-            cmd.args(["--audience", audience]);
+        match audience {
+            Some(a) => ResourceServer::start_with(issuer, &["--audience", a]).await,
+            None => ResourceServer::start_with(issuer, &[]).await,
         }
+    }
+
+    async fn start_with(issuer: &str, extra: &[&str]) -> ResourceServer {
+        let mut cmd = Command::new(example_bin());
+        cmd.args(["--issuer", issuer, "--listen", "127.0.0.1:0"]).args(extra);
         cmd.env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -447,4 +451,96 @@ async fn without_keys_the_example_answers_503_not_401() {
     assert!(r.retry_after.is_some(), "{r:?}");
     // A request without a token is still told to bring one.
     assert_eq!(api.get("/api/whoami", None).await.body["error"], "missing_token");
+}
+
+const FEED_TOKEN: &str = "resource-token-0123456789abcdef01234567";
+
+/// Polls `check` every 50 ms until it holds, and returns how long that took.
+async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() <= limit {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_enforces_revocations_within_a_second_and_non_strict_waits_for_exp() {
+    let db = Db::sqlite();
+    let app = TestApp::start(&db, &[("PROLONG_RESOURCE_TOKENS", &format!("[\"{FEED_TOKEN}\"]"))]).await;
+    let strict = ResourceServer::start_with(&app.base, &["--strict", "--admin-token", FEED_TOKEN]).await;
+    let lax = ResourceServer::start(&app.base, None).await;
+    let a = app.login("alice", PASSWORD).await;
+    let b = app.login("alice", PASSWORD).await;
+    for rs in [&strict, &lax] {
+        assert_eq!(rs.get("/api/customers", Some(s(&a, "access_token"))).await.status, StatusCode::OK);
+        assert_eq!(rs.get("/api/customers", Some(s(&b, "access_token"))).await.status, StatusCode::OK);
+    }
+    // Revoke one session: the strict API refuses its token within a second, the other one still passes.
+    app.form("/oauth/revoke", &[("token", s(&a, "refresh_token"))]).await;
+    let took = within(Duration::from_secs(1), async || {
+        strict.get("/api/customers", Some(s(&a, "access_token"))).await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(took.is_some(), "strict mode did not enforce the revocation within 1 s");
+    let r = strict.get("/api/whoami", Some(s(&a, "access_token"))).await;
+    assert_eq!(r.body["error"], "invalid_token");
+    assert_eq!(strict.get("/api/customers", Some(s(&b, "access_token"))).await.status, StatusCode::OK);
+    assert_eq!(
+        lax.get("/api/customers", Some(s(&a, "access_token"))).await.status,
+        StatusCode::OK,
+        "non-strict accepts until exp"
+    );
+    // Logout everywhere: every token of the user, within a second.
+    let r = app.http.post(app.url("/v1/logout-all")).bearer_auth(s(&b, "access_token")).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let took = within(Duration::from_secs(1), async || {
+        strict.get("/api/customers", Some(s(&b, "access_token"))).await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(took.is_some(), "strict mode did not enforce logout-all within 1 s");
+    assert_eq!(lax.get("/api/customers", Some(s(&b, "access_token"))).await.status, StatusCode::OK);
+    // A new login after logout-all carries the new version and passes.
+    let c = app.login("alice", PASSWORD).await;
+    assert_eq!(strict.get("/api/customers", Some(s(&c, "access_token"))).await.status, StatusCode::OK);
+    let metrics =
+        strict.http.get(format!("{}/metrics", strict.base)).send().await.expect("send").text().await.expect("text");
+    assert!(metrics.contains("prolong_feed_connected 1"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_api_fails_closed_with_503_when_the_feed_goes_silent() {
+    let db = Db::sqlite();
+    let app = TestApp::start(&db, &[("PROLONG_RESOURCE_TOKENS", &format!("[\"{FEED_TOKEN}\"]"))]).await;
+    let strict =
+        ResourceServer::start_with(&app.base, &["--strict", "--admin-token", FEED_TOKEN, "--max-staleness", "2"]).await;
+    let open = ResourceServer::start_with(
+        &app.base,
+        &["--strict", "--admin-token", FEED_TOKEN, "--max-staleness", "2", "--fail-open"],
+    )
+    .await;
+    let a = app.login("alice", PASSWORD).await;
+    let token = s(&a, "access_token").to_owned();
+    let ok = within(Duration::from_secs(3), async || {
+        strict.get("/api/customers", Some(&token)).await.status == StatusCode::OK
+    })
+    .await;
+    assert!(ok.is_some(), "the strict API accepts once the feed is heard");
+    assert_eq!(app.terminate().await, Some(0));
+    let failed = within(Duration::from_secs(6), async || {
+        strict.get("/api/customers", Some(&token)).await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert!(failed.is_some(), "fails closed after max_staleness");
+    let r = strict.get("/api/customers", Some(&token)).await;
+    assert_eq!(r.body["error"], "temporarily_unavailable", "never 401, which would sign clients out");
+    assert!(r.retry_after.is_some());
+    assert_eq!(open.get("/api/customers", Some(&token)).await.status, StatusCode::OK, "--fail-open keeps accepting");
+    assert!(strict.log().contains("revocation feed"), "the outage is logged");
+    let metrics =
+        strict.http.get(format!("{}/metrics", strict.base)).send().await.expect("send").text().await.expect("text");
+    assert!(metrics.contains("prolong_feed_connected 0"), "{metrics}");
 }
