@@ -17,9 +17,16 @@ fn refresh(c: &mut Criterion) {
             Settings::load(None, &Overrides { listen: None, database_url: Some(url.clone()) }).expect("settings"),
         );
         let store = prolong_store::connect(&url).await.expect("store");
-        let keys = keyring::KeyRing::load(store.clone(), None, settings.algorithm, settings.policy, service::now_ms())
-            .await
-            .expect("keys");
+        let keys = keyring::KeyRing::load(
+            store.clone(),
+            None,
+            settings.algorithm,
+            settings.policy,
+            ("http://127.0.0.1", "prolong"),
+            service::now_ms(),
+        )
+        .await
+        .expect("keys");
         prolong_server::cli::create_user(store.as_ref(), "bench", "bench password").await.expect("user");
         service::Service {
             settings,

@@ -39,6 +39,9 @@ pub enum KeyRingError {
     /// Keys are encrypted but no (or a different) key-encryption key is configured.
     #[error("key {0} is encrypted and cannot be opened with the configured key_encryption_key")]
     Sealed(String),
+    /// The in-process verifier could not be built.
+    #[error("verifier: {0}")]
+    Verifier(String),
     /// The database holds no unretired key of a kind.
     #[error("no active {0} key in the database")]
     NoActiveKey(&'static str),
@@ -94,6 +97,9 @@ pub struct Keys {
     pub mac_current: (MacKeyId, hmac::Key),
     /// Every refresh MAC key still accepted, by id.
     pub macs: HashMap<MacKeyId, hmac::Key>,
+    /// The same verifier resource servers use (`prolong-verify`), over `verifiers`, with its
+    /// cache of already verified tokens; the server's bearer endpoints go through it.
+    pub verifier: prolong_verify::Verifier,
 }
 
 /// The shared, reloadable key ring.
@@ -103,6 +109,8 @@ pub struct KeyRing {
     sealer: Option<Sealer>,
     algorithm: Algorithm,
     policy: prolong_core::Policy,
+    issuer: String,
+    audience: String,
     last_reload: AtomicI64,
     reload_lock: Mutex<()>,
 }
@@ -136,6 +144,7 @@ impl KeyRing {
         sealer: Option<Sealer>,
         algorithm: Algorithm,
         policy: prolong_core::Policy,
+        (issuer, audience): (&str, &str),
         now: Millis,
     ) -> Result<Arc<KeyRing>, KeyRingError> {
         let stored = store.keys().await?;
@@ -154,13 +163,15 @@ impl KeyRing {
                 store.replace_key_material(&k.kid, &sealer.seal(&k.kid, &k.material)?, true).await?;
             }
         }
-        let keys = build(&store.keys().await?, sealer.as_ref(), algorithm, &policy, now)?;
+        let keys = build(&store.keys().await?, sealer.as_ref(), algorithm, &policy, (issuer, audience), now)?;
         Ok(Arc::new(KeyRing {
             current: ArcSwap::from_pointee(keys),
             store,
             sealer,
             algorithm,
             policy,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
             last_reload: AtomicI64::new(now),
             reload_lock: Mutex::new(()),
         }))
@@ -179,7 +190,14 @@ impl KeyRing {
 
     async fn reload_locked(&self, now: Millis) -> Result<(), KeyRingError> {
         self.last_reload.store(now, Ordering::Relaxed);
-        let keys = build(&self.store.keys().await?, self.sealer.as_ref(), self.algorithm, &self.policy, now)?;
+        let keys = build(
+            &self.store.keys().await?,
+            self.sealer.as_ref(),
+            self.algorithm,
+            &self.policy,
+            (&self.issuer, &self.audience),
+            now,
+        )?;
         self.current.store(Arc::new(keys));
         Ok(())
     }
@@ -295,6 +313,7 @@ fn build(
     sealer: Option<&Sealer>,
     algorithm: Algorithm,
     policy: &prolong_core::Policy,
+    (issuer, audience): (&str, &str),
     now: Millis,
 ) -> Result<Keys, KeyRingError> {
     let open = |k: &StoredKey| -> Result<Vec<u8>, KeyRingError> {
@@ -355,7 +374,10 @@ fn build(
     let signer = signer.or(any_live_signer).ok_or(KeyRingError::NoActiveKey("signing"))?;
     let mac_current = mac_current.ok_or(KeyRingError::NoActiveKey("refresh MAC"))?;
     let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks })).unwrap_or_default();
-    Ok(Keys { signer, verifiers, jwks: jwks.into(), mac_current, macs })
+    let verifier = prolong_verify::Verifier::builder(issuer, audience)
+        .build_with_keys(verifiers.values().cloned())
+        .map_err(|e| KeyRingError::Verifier(e.to_string()))?;
+    Ok(Keys { signer, verifiers, jwks: jwks.into(), mac_current, macs, verifier })
 }
 
 #[cfg(test)]

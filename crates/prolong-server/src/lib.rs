@@ -54,8 +54,15 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             None
         }
     };
-    let keys =
-        keyring::KeyRing::load(store.clone(), sealer, settings.algorithm, settings.policy, service::now_ms()).await?;
+    let keys = keyring::KeyRing::load(
+        store.clone(),
+        sealer,
+        settings.algorithm,
+        settings.policy,
+        (&issuer, &settings.audience),
+        service::now_ms(),
+    )
+    .await?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let hasher = password::Hasher::new(cores)?;
     if demo {

@@ -347,13 +347,22 @@ impl Service {
         }
     }
 
-    /// Authenticates a bearer request: a valid token of a session that has not been ended.
+    /// Authenticates a bearer request: a valid token (checked by the same `prolong-verify`
+    /// verifier resource servers use, with its cache) of a session that has not been ended.
     pub async fn authenticate(&self, token: &str) -> Result<Authenticated, AuthError> {
-        let now = now_ms();
-        let claims = self.verify_access(token, now).await.map_err(|(e, _)| match e {
-            VerifyError::Expired => AuthError::Expired,
-            VerifyError::Invalid => AuthError::Invalid,
-        })?;
+        let mut verified = self.keys.get().verifier.try_verify(token);
+        if verified.as_ref().is_err_and(|e| e.kind() == prolong_verify::ErrorKind::Invalid) {
+            // Perhaps signed with a key another process just added: reload once and retry.
+            let unknown = keys::peek_kid(token).is_some_and(|kid| !self.keys.get().verifiers.contains_key(&kid));
+            if unknown && self.keys.reload_on_miss(now_ms()).await {
+                verified = self.keys.get().verifier.try_verify(token);
+            }
+        }
+        let claims: AccessClaims = match verified {
+            Ok(c) => (*c).clone(),
+            Err(e) if e.kind() == prolong_verify::ErrorKind::Expired => return Err(AuthError::Expired),
+            Err(_) => return Err(AuthError::Invalid),
+        };
         let sid = parse_session_id(&claims.sid).ok_or(AuthError::Invalid)?;
         let found = self.store.session(&sid).await.map_err(|_| AuthError::Unavailable)?.ok_or(AuthError::Invalid)?;
         let s = found.session;
