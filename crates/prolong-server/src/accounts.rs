@@ -6,7 +6,7 @@ use crate::service::{Authenticated, GrantError, SECURITY, Service, TokenSet, hex
 use prolong_core::claims::AccessClaims;
 use prolong_core::keys::{self, VerifyError};
 use prolong_core::refresh_token;
-use prolong_core::session::{Decision, decide_refresh, liveness};
+use prolong_core::session::liveness;
 use prolong_core::username::{self, CredentialError};
 use prolong_core::{Millis, Mode, Reason};
 use prolong_store::{PurgeBefore, Purged, Session, StoreError, User};
@@ -68,45 +68,11 @@ impl Service {
         };
         let (Some(generation), Some(renew_until)) = (claims.r#gen, claims.renew_until) else { return Err(bad()) };
         let sid = parse_session_id(&claims.sid).ok_or_else(bad)?;
-        for _ in 0..4 {
-            let found = self.store.session(&sid).await?.ok_or_else(bad)?;
-            let s = found.session;
-            if s.user_id != claims.sub {
-                return Err(bad());
-            }
-            let mut decision =
-                decide_refresh(&s.state, found.user_version, &self.settings.policy, generation, idle, now);
-            // Past its renewal window the current token cannot renew (an older one is reuse,
-            // which decide_refresh already said).
-            if matches!(decision, Decision::Rotate { .. } | Decision::Replay) && now > renew_until.saturating_mul(1000)
-            {
-                decision = Decision::Deny(Reason::ExpiredIdle);
-            }
-            match decision {
-                Decision::Rotate { from, last_active } => {
-                    let (mac_kid, _) = self.keys.get().mac_current.clone();
-                    if self.store.rotate(&s.id, from, now, last_active, &mac_kid).await? {
-                        let mut next = s;
-                        next.state.generation = from + 1;
-                        next.state.rotated_at = now;
-                        next.state.last_active = last_active;
-                        next.mac_kid = mac_kid;
-                        return self.issue_for(&next, now).await;
-                    }
-                }
-                Decision::Replay => return self.issue_for(&s, now).await,
-                Decision::End(reason) => {
-                    if self.store.end_session(&s.id, reason, now, self.feed_until(now)).await? {
-                        if reason == Reason::ReuseDetected {
-                            tracing::warn!(target: SECURITY, session_id = %hex(&s.id), "renewed-away token reused; session revoked");
-                        }
-                        return Err(crate::service::invalid(reason));
-                    }
-                }
-                Decision::Deny(reason) => return Err(crate::service::invalid(reason)),
-            }
-        }
-        Err(GrantError::Internal("renew did not settle after repeated concurrent updates".into()))
+        let sub = claims.sub.clone();
+        let precheck: crate::service::Precheck = std::sync::Arc::new(move |s: &Session| {
+            if s.user_id == sub { Ok(()) } else { Err((Reason::UnknownToken, "the token is not valid")) }
+        });
+        self.advance(&sid, generation, idle, now, Some(renew_until.saturating_mul(1000)), precheck).await
     }
 
     /// Ends the caller's current session.
@@ -280,11 +246,12 @@ impl Service {
     pub async fn purge(&self, now: Millis) -> Result<Purged, StoreError> {
         const SLACK: Millis = 60_000;
         let p = self.settings.policy;
+        // A dead session keeps answering with the reason it died for as long as any of its tokens
+        // could matter, so rows go only once the absolute lifetime has passed; feed events go
+        // after their `until`.
         let before = PurgeBefore {
-            // An ended session answers with its reason for as long as a token of it could be
-            // presented in good faith: one idle timeout.
-            ended_at: now - p.idle_timeout - SLACK,
-            last_active: now - p.idle_timeout - SLACK,
+            ended_at: Millis::MIN,
+            last_active: Millis::MIN,
             auth_time: now - p.absolute_lifetime - SLACK,
             until: now - SLACK,
         };

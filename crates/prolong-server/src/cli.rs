@@ -116,7 +116,20 @@ enum ConfigCommand {
 
 /// Parses arguments and runs the command; returns the process exit code.
 pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line, as every other CLI error (`prolong --help` has the details).
+            let text = e.render().to_string();
+            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            eprintln!("{}", first.trim());
+            return std::process::ExitCode::from(2);
+        }
+    };
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -156,6 +169,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { demo, .. } => crate::serve(settings, demo).await,
         Command::Config(ConfigCommand::Check) => {
+            if let Some(issuer) = &settings.issuer {
+                if !issuer.starts_with("https://") && !crate::is_loopback_issuer(issuer) {
+                    bail!(
+                        "issuer: {issuer} must be https unless it is a loopback address (only `serve --demo` accepts it)"
+                    );
+                }
+            }
             print!("{}", settings.masked_toml());
             Ok(())
         }
@@ -283,13 +303,22 @@ async fn sessions(cmd: SessionsCommand, settings: &Settings) -> anyhow::Result<(
     let result = async {
         match cmd {
             SessionsCommand::List { username } => {
-                let Some(username) = username else { bail!("give a USERNAME whose sessions to list") };
-                let user = find_user(store.as_ref(), &username).await?;
-                println!("{:<32}  {:>12}  {:>12}  {:>5}  user agent", "session", "created", "last active", "gen");
-                for s in store.sessions_of(&user.id).await? {
+                let sessions = match username {
+                    Some(username) => {
+                        let user = find_user(store.as_ref(), &username).await?;
+                        store.sessions_of(&user.id).await?
+                    }
+                    None => store.live_sessions(1_000).await?,
+                };
+                println!(
+                    "{:<32}  {:<32}  {:>12}  {:>12}  {:>5}  user agent",
+                    "session", "user", "created", "last active", "gen"
+                );
+                for s in sessions {
                     println!(
-                        "{:<32}  {:>12}  {:>12}  {:>5}  {}",
+                        "{:<32}  {:<32}  {:>12}  {:>12}  {:>5}  {}",
                         service::hex(&s.id),
+                        s.user_id,
                         s.state.auth_time / 1000,
                         s.state.last_active / 1000,
                         s.state.generation,

@@ -151,8 +151,11 @@ impl KeyRing {
         let has =
             |kind: KeyKind, alg: &str| stored.iter().any(|k| k.kind == kind && k.alg == alg && k.retired_at.is_none());
         if !has(KeyKind::Signing, algorithm.as_str()) {
+            // A new algorithm replaces the old one's key, which stays published until its tokens
+            // expire, as after `keys rotate`.
+            let others = stored.iter().any(|k| k.kind == KeyKind::Signing && k.retired_at.is_none());
             let key = new_stored_key(KeyKind::Signing, algorithm, sealer.as_ref(), now)?;
-            store.add_key(&key, true, false, now).await?;
+            store.add_key(&key, !others, others, now).await?;
         }
         if !has(KeyKind::RefreshMac, "HS256") {
             let key = new_stored_key(KeyKind::RefreshMac, Algorithm::HS256, sealer.as_ref(), now)?;

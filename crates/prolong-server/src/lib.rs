@@ -69,7 +69,11 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         cli::ensure_demo_user(store.as_ref()).await?;
     }
     let issuer_for_cors = issuer.clone();
-    let metadata = http::wellknown::metadata(&issuer, settings.algorithm.as_str(), settings.admin_token.is_some());
+    let metadata = http::wellknown::metadata(
+        &issuer,
+        settings.algorithm.as_str(),
+        settings.admin_token.is_some() || !settings.resource_tokens.is_empty(),
+    );
     let (feed, feed_pump) = http::feed::pump(store.clone());
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
     let app = Arc::new(http::AppState {

@@ -12,7 +12,7 @@ use prolong_core::keys::{self, VerifyError};
 use prolong_core::refresh_token::{self, Binding, SessionId};
 use prolong_core::session::{Decision, decide_refresh};
 use prolong_core::{Millis, Mode, Reason, SessionState};
-use prolong_store::{Session, Store, StoreError, User};
+use prolong_store::{Session, SessionWithUser, SessionWrite, Store, StoreError, User};
 use std::sync::Arc;
 
 /// Log target for security events (failed logins, reuse, revocations), so operators can alert.
@@ -132,6 +132,26 @@ pub struct Service {
 
 const MAX_ROTATE_ATTEMPTS: usize = 4;
 
+/// A check of the presented token against the session row (MAC, client, subject), run before
+/// any decision; the error is the grant error to answer with.
+pub(crate) type Precheck = Arc<dyn Fn(&Session) -> Result<(), (Reason, &'static str)> + Send + Sync>;
+
+/// The pure rules, plus renew mode's window: past `renew_until` the current token cannot renew.
+fn decide_session(
+    found: &SessionWithUser,
+    policy: &prolong_core::Policy,
+    presented: u64,
+    idle: u32,
+    now: Millis,
+    renew_until: Option<Millis>,
+) -> Decision {
+    let d = decide_refresh(&found.session.state, found.user_version, policy, presented, idle, now);
+    match (d, renew_until) {
+        (Decision::Rotate { .. } | Decision::Replay, Some(until)) if now > until => Decision::Deny(Reason::ExpiredIdle),
+        _ => d,
+    }
+}
+
 impl Service {
     /// How long a revocation made now must stay in the feed: until every access token issued
     /// before it has expired.
@@ -204,45 +224,86 @@ impl Service {
         let now = now_ms();
         let parsed = refresh_token::parse(token).ok_or_else(|| invalid(Reason::UnknownToken))?;
         let key = self.keys.mac(&parsed.key_id, now).await.ok_or_else(|| invalid(Reason::UnknownToken))?;
+        let client_id = client_id.map(str::to_owned);
+        // The MAC is checked, in constant time, before anything can change.
+        let precheck: Precheck = Arc::new(move |s: &Session| {
+            if !parsed.verify(&key, &s.salt, &s.user_id, &s.client_id) {
+                return Err((Reason::UnknownToken, "the token is not valid"));
+            }
+            if client_id.as_deref().is_some_and(|c| c != s.client_id) {
+                return Err((Reason::UnknownToken, "client_id does not match the session"));
+            }
+            Ok(())
+        });
+        self.advance(&parsed.session_id, parsed.generation, idle, now, None, precheck).await
+    }
+
+    /// Moves a session on for a refresh or renew presenting generation `presented`: reads the
+    /// row, asks the pure rules, writes the outcome — in one transaction where the store can
+    /// (SQLite), otherwise as a conditional update retried on a lost race (PostgreSQL) — and
+    /// mints the tokens. `renew_until` (renew mode) refuses the current token past its window.
+    pub(crate) async fn advance(
+        &self,
+        sid: &SessionId,
+        presented: u64,
+        idle: u32,
+        now: Millis,
+        renew_until: Option<Millis>,
+        precheck: Precheck,
+    ) -> Result<TokenSet, GrantError> {
         let policy = self.settings.policy;
+        let until = self.feed_until(now);
         for _ in 0..MAX_ROTATE_ATTEMPTS {
-            let Some(found) = self.store.session(&parsed.session_id).await? else {
+            let (mac_kid, _) = self.keys.get().mac_current.clone();
+            let check = precheck.clone();
+            let decide: prolong_store::Decide = Box::new(move |found| {
+                if check(&found.session).is_err() {
+                    return SessionWrite::Nothing;
+                }
+                match decide_session(found, &policy, presented, idle, now, renew_until) {
+                    Decision::Rotate { from, last_active } => SessionWrite::Rotate { from, now, last_active, mac_kid },
+                    Decision::End(reason) => SessionWrite::End { reason, now, until },
+                    Decision::Replay | Decision::Deny(_) => SessionWrite::Nothing,
+                }
+            });
+            let Some((found, write, applied)) = self.store.decide_and_apply(sid, decide).await? else {
                 return Err(invalid(Reason::UnknownToken));
             };
+            if let Err((reason, description)) = precheck(&found.session) {
+                return Err(GrantError::Invalid(reason, description));
+            }
             let s = found.session;
-            // The MAC is checked, in constant time, before anything can change.
-            if !parsed.verify(&key, &s.salt, &s.user_id, &s.client_id) {
-                return Err(invalid(Reason::UnknownToken));
-            }
-            if client_id.is_some_and(|c| c != s.client_id) {
-                return Err(GrantError::Invalid(Reason::UnknownToken, "client_id does not match the session"));
-            }
-            match decide_refresh(&s.state, found.user_version, &policy, parsed.generation, idle, now) {
-                Decision::Rotate { from, last_active } => {
-                    let (mac_kid, _) = self.keys.get().mac_current.clone();
-                    if self.store.rotate(&s.id, from, now, last_active, &mac_kid).await? {
-                        let mut next = s;
-                        next.state.generation = from + 1;
-                        next.state.rotated_at = now;
-                        next.state.last_active = last_active;
-                        next.mac_kid = mac_kid;
-                        return self.issue_for(&next, now).await;
-                    }
-                    // Another request rotated first: decide again on what it wrote.
+            match (
+                decide_session(
+                    &SessionWithUser { session: s.clone(), user_version: found.user_version },
+                    &policy,
+                    presented,
+                    idle,
+                    now,
+                    renew_until,
+                ),
+                write,
+            ) {
+                (Decision::Rotate { from, last_active }, SessionWrite::Rotate { mac_kid, .. }) if applied => {
+                    let mut next = s;
+                    next.state.generation = from + 1;
+                    next.state.rotated_at = now;
+                    next.state.last_active = last_active;
+                    next.mac_kid = mac_kid;
+                    return self.issue_for(&next, now).await;
                 }
-                Decision::Replay => return self.issue_for(&s, now).await,
-                Decision::End(reason) => {
-                    if self.store.end_session(&s.id, reason, now, self.feed_until(now)).await? {
-                        if reason == Reason::ReuseDetected {
-                            tracing::warn!(target: SECURITY, session_id = %hex(&s.id), user_id = %s.user_id, "refresh token reuse detected; session revoked");
-                        } else {
-                            tracing::info!(target: SECURITY, session_id = %hex(&s.id), reason = %reason, "session ended");
-                        }
-                        return Err(invalid(reason));
+                (Decision::Replay, _) => return self.issue_for(&s, now).await,
+                (Decision::End(reason), _) if applied => {
+                    if reason == Reason::ReuseDetected {
+                        tracing::warn!(target: SECURITY, session_id = %hex(&s.id), user_id = %s.user_id, "refresh token reuse detected; session revoked");
+                    } else {
+                        tracing::info!(target: SECURITY, session_id = %hex(&s.id), reason = %reason, "session ended");
                     }
-                    // Ended concurrently: answer with the reason it was ended with.
+                    return Err(invalid(reason));
                 }
-                Decision::Deny(reason) => return Err(invalid(reason)),
+                (Decision::Deny(reason), _) => return Err(invalid(reason)),
+                // Another request (or replica) changed the row first: decide again on what it wrote.
+                _ => {}
             }
         }
         Err(GrantError::Internal("refresh did not settle after repeated concurrent updates".into()))

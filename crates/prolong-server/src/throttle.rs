@@ -25,29 +25,12 @@ impl LoginThrottle {
         LoginThrottle { max_failures: max_failures as usize, window, failures: Mutex::new(HashMap::new()) }
     }
 
-    /// `Err(retry_after)` when this pair has used up its failures.
-    pub fn check(&self, username: &str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Counts an attempt for this pair before the password is checked, or refuses it with the
+    /// time until the window lets one through. Checking and counting are one step under the lock,
+    /// so parallel requests cannot all slip past the limit; a successful attempt is taken back
+    /// with [`LoginThrottle::succeeded`], so only failures stay counted.
+    pub fn attempt(&self, username: &str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let Ok(mut map) = self.failures.lock() else { return Ok(()) };
-        let key = (username.to_owned(), ip);
-        let Some(times) = map.get_mut(&key) else { return Ok(()) };
-        while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
-            times.pop_front();
-        }
-        if times.is_empty() {
-            map.remove(&key);
-            return Ok(());
-        }
-        if times.len() >= self.max_failures {
-            let oldest = times.front().copied().unwrap_or(now);
-            let retry = self.window.saturating_sub(now.duration_since(oldest));
-            return Err(retry.max(Duration::from_secs(1)));
-        }
-        Ok(())
-    }
-
-    /// Counts one failed attempt.
-    pub fn record_failure(&self, username: &str, ip: IpAddr, now: Instant) {
-        let Ok(mut map) = self.failures.lock() else { return };
         if map.len() >= MAX_TRACKED {
             let window = self.window;
             map.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < window));
@@ -60,9 +43,29 @@ impl LoginThrottle {
             }
         }
         let times = map.entry((username.to_owned(), ip)).or_default();
-        times.push_back(now);
-        while times.len() > self.max_failures {
+        while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
             times.pop_front();
+        }
+        if times.len() >= self.max_failures {
+            let oldest = times.front().copied().unwrap_or(now);
+            let retry = self.window.saturating_sub(now.duration_since(oldest));
+            return Err(retry.max(Duration::from_secs(1)));
+        }
+        times.push_back(now);
+        Ok(())
+    }
+
+    /// Takes back the attempt counted at `at`: the password was right.
+    pub fn succeeded(&self, username: &str, ip: IpAddr, at: Instant) {
+        let Ok(mut map) = self.failures.lock() else { return };
+        let key = (username.to_owned(), ip);
+        if let Some(times) = map.get_mut(&key) {
+            if let Some(i) = times.iter().rposition(|t| *t == at) {
+                times.remove(i);
+            }
+            if times.is_empty() {
+                map.remove(&key);
+            }
         }
     }
 }
@@ -94,15 +97,17 @@ mod tests {
         let t = LoginThrottle::new(3, Duration::from_secs(60));
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().expect("ip"), "10.0.0.2".parse().expect("ip"));
         let start = Instant::now();
+        // A success is taken back and does not count.
+        assert!(t.attempt("alice", a, start).is_ok());
+        t.succeeded("alice", a, start);
         for _ in 0..3 {
-            assert!(t.check("alice", a, start).is_ok());
-            t.record_failure("alice", a, start);
+            assert!(t.attempt("alice", a, start).is_ok());
         }
-        let retry = t.check("alice", a, start).expect_err("blocked");
+        let retry = t.attempt("alice", a, start).expect_err("blocked");
         assert_eq!(retry, Duration::from_secs(60));
-        assert!(t.check("alice", b, start).is_ok(), "another address");
-        assert!(t.check("bob", a, start).is_ok(), "another user");
-        assert!(t.check("alice", a, start + Duration::from_secs(60)).is_ok(), "window passed");
+        assert!(t.attempt("alice", b, start).is_ok(), "another address");
+        assert!(t.attempt("bob", a, start).is_ok(), "another user");
+        assert!(t.attempt("alice", a, start + Duration::from_secs(60)).is_ok(), "window passed");
     }
 
     #[test]

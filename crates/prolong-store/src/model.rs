@@ -169,3 +169,33 @@ pub struct PurgeBefore {
     /// Revocation events whose `until` is before this.
     pub until: Millis,
 }
+
+/// What a refresh or renew decided to write to its session (see [`crate::Store::decide_and_apply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionWrite {
+    /// Nothing changes (a replay or a refusal).
+    Nothing,
+    /// Move from generation `from` to `from + 1`.
+    Rotate {
+        /// The generation the session must still be at.
+        from: u64,
+        /// The rotation time.
+        now: Millis,
+        /// The new `last_active`.
+        last_active: Millis,
+        /// The MAC key of the new generation's token.
+        mac_kid: MacKeyId,
+    },
+    /// End the session.
+    End {
+        /// Why.
+        reason: Reason,
+        /// When.
+        now: Millis,
+        /// Until when a revocation stays in the feed.
+        until: Millis,
+    },
+}
+
+/// The decision function handed to [`crate::Store::decide_and_apply`].
+pub type Decide = Box<dyn FnOnce(&SessionWithUser) -> SessionWrite + Send>;

@@ -16,6 +16,7 @@ use std::time::Duration;
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    hot: crate::hot::HotPath,
 }
 
 impl SqliteStore {
@@ -34,12 +35,13 @@ impl SqliteStore {
             .connect_with(base.clone().create_if_missing(true))
             .await?;
         migrate(&write).await?;
+        let hot = crate::hot::HotPath::start(base.get_filename())?;
         let read = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(base.read_only(true))
             .await?;
-        Ok(SqliteStore { write, read })
+        Ok(SqliteStore { write, read, hot })
     }
 
     pub(crate) fn writer(&self) -> &SqlitePool {
@@ -51,8 +53,17 @@ impl SqliteStore {
     }
 
     pub(crate) async fn close_pools(&self) {
+        self.hot.close();
         self.read.close().await;
         self.write.close().await;
+    }
+
+    pub(crate) async fn decide_and_apply_fast(
+        &self,
+        id: &crate::SessionId,
+        decide: crate::Decide,
+    ) -> Result<Option<(crate::SessionWithUser, crate::SessionWrite, bool)>> {
+        self.hot.decide_and_apply(id, decide).await
     }
 }
 
@@ -96,4 +107,4 @@ async fn feed_lock(_tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<()> 
     Ok(())
 }
 
-crate::sql::impl_store!(SqliteStore, sqlx::Sqlite);
+crate::sql::impl_store!(SqliteStore, sqlx::Sqlite, fast = decide_and_apply_fast);

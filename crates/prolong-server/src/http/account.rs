@@ -75,8 +75,9 @@ pub async fn sessions(State(app): State<App>, Bearer(auth): Bearer) -> Result<Js
 pub async fn end_session(
     State(app): State<App>,
     Bearer(auth): Bearer,
-    Path(id): Path<String>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let Path(id) = id?;
     app.end_own_session(&auth, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -94,11 +95,26 @@ pub async fn logout_all(State(app): State<App>, Bearer(auth): Bearer) -> Result<
 }
 
 /// `POST /v1/password`: change the password; every session ends (re-authentication required).
-pub async fn password(State(app): State<App>, Bearer(auth): Bearer, params: Params) -> Result<StatusCode, ApiError> {
+pub async fn password(
+    State(app): State<App>,
+    super::guard::ClientIp(ip): super::guard::ClientIp,
+    Bearer(auth): Bearer,
+    params: Params,
+) -> Result<StatusCode, ApiError> {
     let current = params.get("current_password")?.unwrap_or("");
     let new =
         params.get("new_password")?.ok_or_else(|| ApiError::InvalidRequest("missing parameter new_password".into()))?;
-    app.change_password(&auth, current, new).await?;
+    // Guessing the current password with a stolen access token is throttled like logins.
+    let key = format!("password-change:{}", auth.session.user_id);
+    let started = std::time::Instant::now();
+    if let Err(retry) = app.throttle.attempt(&key, ip, started) {
+        return Err(ApiError::TooManyAttempts(retry.as_secs_f64().ceil() as u64));
+    }
+    let result = app.change_password(&auth, current, new).await;
+    if !matches!(result, Err(crate::accounts::AccountError::WrongPassword)) {
+        app.throttle.succeeded(&key, ip, started);
+    }
+    result?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -122,9 +138,15 @@ pub async fn renew(State(app): State<App>, req: axum::extract::Request) -> Resul
     let has_body = headers.get(axum::http::header::CONTENT_TYPE).is_some()
         || headers.get(axum::http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
     let idle = if has_body {
-        let req = axum::extract::Request::from_parts(parts, body);
-        let params = <Params as axum::extract::FromRequest<App>>::from_request(req, &app).await?;
-        params.idle()?
+        // An empty body (with or without a Content-Type) means no `idle`: 0.
+        let bytes = super::params::read_body(body).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            0
+        } else {
+            let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            let params = <Params as axum::extract::FromRequest<App>>::from_request(req, &app).await?;
+            params.idle()?
+        }
     } else {
         0
     };

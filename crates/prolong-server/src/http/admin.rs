@@ -31,9 +31,10 @@ pub async fn create_user(
 pub async fn reset_password(
     State(app): State<App>,
     _: Admin,
-    Path(username): Path<String>,
+    username: Result<Path<String>, axum::extract::rejection::PathRejection>,
     params: Params,
 ) -> Result<StatusCode, ApiError> {
+    let Path(username) = username?;
     let id = user_id(&app, &username).await?;
     let password =
         params.get("password")?.ok_or_else(|| ApiError::InvalidRequest("missing parameter password".into()))?;
@@ -42,7 +43,12 @@ pub async fn reset_password(
 }
 
 /// `POST /v1/admin/users/{username}/reauth`
-pub async fn reauth(State(app): State<App>, _: Admin, Path(username): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn reauth(
+    State(app): State<App>,
+    _: Admin,
+    username: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(username) = username?;
     let id = user_id(&app, &username).await?;
     app.require_reauth(&id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -52,8 +58,9 @@ pub async fn reauth(State(app): State<App>, _: Admin, Path(username): Path<Strin
 pub async fn revoke_all(
     State(app): State<App>,
     _: Admin,
-    Path(username): Path<String>,
+    username: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let Path(username) = username?;
     let id = user_id(&app, &username).await?;
     app.logout_all(&id).await?;
     Ok(StatusCode::NO_CONTENT)

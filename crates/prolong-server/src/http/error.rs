@@ -66,6 +66,12 @@ impl From<crate::accounts::AccountError> for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(_: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::NotFound
+    }
+}
+
 impl From<prolong_store::StoreError> for ApiError {
     fn from(e: prolong_store::StoreError) -> Self {
         GrantError::Store(e).into()

@@ -34,7 +34,9 @@ use tokio::sync::watch;
 /// How often the pump looks for new events.
 pub const POLL: Duration = Duration::from_millis(200);
 /// Heartbeat interval of the SSE transport.
-const HEARTBEAT: Duration = Duration::from_millis(1_000);
+/// Heartbeats go out twice a second, so the gap between two messages stays under the contract's
+/// second even when a wake-up finds nothing new.
+const HEARTBEAT: Duration = Duration::from_millis(500);
 const BATCH: i64 = 10_000;
 
 /// Starts the pump; the receiver tells of the newest `seq`.

@@ -92,9 +92,12 @@ pub fn router(app: App) -> Router {
         .route("/v1/admin/users/{username}/revoke-all", post(admin::revoke_all))
         .route("/v1/admin/sessions", post(admin::create_session))
         .route("/v1/revocations", get(feed::revocations))
-        .route("/.well-known/jwks.json", get(wellknown::jwks))
-        .route("/.well-known/oauth-authorization-server", get(wellknown::discovery))
-        .route("/.well-known/openid-configuration", get(wellknown::discovery))
+        .route("/.well-known/jwks.json", get(wellknown::jwks).options(wellknown::public_preflight))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(wellknown::discovery).options(wellknown::public_preflight),
+        )
+        .route("/.well-known/openid-configuration", get(wellknown::discovery).options(wellknown::public_preflight))
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::app_js))
         .route("/assets/style.css", get(web::style_css))

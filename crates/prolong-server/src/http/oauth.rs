@@ -55,21 +55,30 @@ pub async fn token(
         Some("password") => {
             let username = params.require("username")?;
             let password = params.get("password")?.unwrap_or("");
-            if username.len() > 256 || password.len() > 1024 {
-                return Err(ApiError::InvalidRequest("username or password too long".into()));
-            }
             // Throttled per (username, address) before the password is looked at, so the answer
             // is the same whether the next password is right or wrong.
             let name = prolong_core::username::normalize(username);
             let started = std::time::Instant::now();
-            if let Err(retry) = app.throttle.check(&name, ip, started) {
+            if let Err(retry) = app.throttle.attempt(&name, ip, started) {
                 return Err(ApiError::TooManyAttempts(retry.as_secs_f64().ceil() as u64));
             }
+            if username.len() > 256 || password.len() > 1024 {
+                // Simply wrong: no account has such a name or password.
+                return Err(crate::service::GrantError::Invalid(
+                    prolong_core::Reason::BadCredentials,
+                    "invalid username or password",
+                )
+                .into());
+            }
             match app.login(username, password, client_id.unwrap_or(DEFAULT_CLIENT_ID), user_agent(&headers)).await {
-                Ok(tokens) => Ok(token_response(tokens)),
+                Ok(tokens) => {
+                    app.throttle.succeeded(&name, ip, started);
+                    Ok(token_response(tokens))
+                }
                 Err(e) => {
-                    if matches!(e, crate::service::GrantError::Invalid(prolong_core::Reason::BadCredentials, _)) {
-                        app.throttle.record_failure(&name, ip, started);
+                    if !matches!(e, crate::service::GrantError::Invalid(prolong_core::Reason::BadCredentials, _)) {
+                        // Not a wrong password (e.g. the database failed): it does not count.
+                        app.throttle.succeeded(&name, ip, started);
                     }
                     Err(e.into())
                 }

@@ -48,6 +48,17 @@ pub async fn jwks(State(app): State<App>) -> Response {
     json_bytes(app.keys.get().jwks.clone(), "public, max-age=15")
 }
 
+/// CORS preflight for the public documents: any origin may read them.
+pub async fn public_preflight() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    r
+}
+
 /// `GET /healthz`: the process answers.
 pub async fn healthz() -> Response {
     (StatusCode::OK, axum::Json(json!({"status":"ok"}))).into_response()

@@ -55,6 +55,13 @@ async fn session_list_end_one_and_logout() {
     let (code, out, _) = app.cli(&["sessions", "list", "alice"], None).await;
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 2, "a header and alice's one live session:\n{out}");
+    let (code, out, _) = app.cli(&["sessions", "list"], None).await;
+    assert_eq!(code, 0, "the username is optional");
+    assert_eq!(out.lines().count(), 3, "a header, alice's and mallory's live sessions:\n{out}");
+    // A malformed path segment is a JSON 404, not a plain-text 400.
+    let r = app.http.delete(app.url("/v1/sessions/%FF%FE")).bearer_auth(at).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.json::<Value>().await.expect("json")["error"], "not_found");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,6 +203,22 @@ async fn repeated_failed_logins_are_throttled_for_that_user_and_address_only() {
         assert!((1..=2).contains(&secs), "{secs}");
     }
     assert_eq!(attempt("bob", "bob's password").await.0, StatusCode::OK, "other users are never blocked");
+    // Attempts sent in parallel cannot slip past the limit together.
+    let mut parallel = Vec::new();
+    for _ in 0..12 {
+        let req = app.http.post(app.url("/oauth/token")).form(&[
+            ("grant_type", "password"),
+            ("username", "carol"),
+            ("password", "wrong"),
+        ]);
+        parallel.push(tokio::spawn(async move { req.send().await.expect("send").status() }));
+    }
+    let mut statuses = Vec::new();
+    for p in parallel {
+        statuses.push(p.await.expect("join"));
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::BAD_REQUEST).count(), 3, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count(), 9, "{statuses:?}");
     tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
     assert_eq!(attempt("alice", PASSWORD).await.0, StatusCode::OK, "the window passed");
 }

@@ -225,4 +225,14 @@ async fn renew_mode_renews_soft_expired_tokens_and_detects_reuse() {
         .expect("send");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(renew("not.a.token".into(), None).await.0, StatusCode::BAD_REQUEST);
+    // An empty JSON body means no idle.
+    let r = app
+        .http
+        .post(app.url("/v1/renew"))
+        .bearer_auth(s(&login, "access_token"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
 }

@@ -267,6 +267,17 @@ async fn discovery_jwks_and_health() {
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0]["kty"], "EC");
     assert!(keys[0].get("d").is_none(), "no private part");
+    let pre = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/.well-known/jwks.json"))
+        .header("origin", "https://anywhere.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "x-custom")
+        .send()
+        .await
+        .expect("send");
+    assert!(pre.status().is_success(), "JWKS preflight: {}", pre.status());
+    assert_eq!(pre.headers()["access-control-allow-origin"], "*");
     for path in ["/healthz", "/readyz"] {
         assert_eq!(app.http.get(app.url(path)).send().await.expect("send").status(), StatusCode::OK);
     }

@@ -202,6 +202,58 @@ async fn purge_removes_what_can_no_longer_matter(store: Arc<dyn Store>) {
     assert_eq!(store.live_sessions(10).await.expect("live").len(), 1);
 }
 
+async fn decide_and_apply_reads_decides_and_writes(store: Arc<dyn Store>) {
+    use prolong_store::SessionWrite;
+    store.create_user(&user("u1", "alice")).await.expect("create");
+    let s = session(40, "u1", 1_000);
+    store.create_session(&s).await.expect("session");
+    assert!(store.decide_and_apply(&[99; 16], Box::new(|_| SessionWrite::Nothing)).await.expect("apply").is_none());
+    // Many concurrent rotations decided on what each read: the row moves exactly one generation
+    // per applied write, and every applied write saw the generation it moved from.
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .decide_and_apply(
+                    &[40; 16],
+                    Box::new(move |found| {
+                        let g = found.session.state.generation;
+                        if g == 0 {
+                            SessionWrite::Rotate { from: g, now: 2_000 + i, last_active: 2_000, mac_kid: [3; 8] }
+                        } else {
+                            SessionWrite::Nothing
+                        }
+                    }),
+                )
+                .await
+        }));
+    }
+    let mut rotations = 0;
+    for t in tasks {
+        let (_, write, applied) = t.await.expect("join").expect("apply").expect("found");
+        if matches!(write, SessionWrite::Rotate { .. }) && applied {
+            rotations += 1;
+        }
+    }
+    assert_eq!(rotations, 1, "exactly one rotation from generation 0 is applied");
+    let now = store.session(&[40; 16]).await.expect("load").expect("found").session;
+    assert_eq!((now.state.generation, now.mac_kid), (1, [3; 8]));
+    // An end is applied once and recorded in the feed when it is a revocation.
+    let before = store.latest_revocation().await.expect("latest");
+    let end = SessionWrite::End { reason: Reason::ReuseDetected, now: 3_000, until: 9_000 };
+    let (_, _, applied) =
+        store.decide_and_apply(&[40; 16], Box::new(move |_| end)).await.expect("apply").expect("found");
+    assert!(applied);
+    let (_, _, again) = store.decide_and_apply(&[40; 16], Box::new(move |_| end)).await.expect("apply").expect("found");
+    assert!(!again, "an ended session is not ended twice");
+    assert_eq!(
+        store.session(&[40; 16]).await.expect("load").expect("found").session.state.ended,
+        Some(Reason::ReuseDetected)
+    );
+    assert!(store.latest_revocation().await.expect("latest") > before);
+}
+
 async fn ping_answers(store: Arc<dyn Store>) {
     store.ping().await.expect("ping");
 }
@@ -239,6 +291,7 @@ backends!(
     keys_are_added_once_and_retired,
     revocations_form_an_ordered_feed,
     purge_removes_what_can_no_longer_matter,
+    decide_and_apply_reads_decides_and_writes,
     ping_answers,
 );
 
