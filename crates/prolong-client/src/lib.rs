@@ -383,25 +383,25 @@ impl Client {
             tokio::time::sleep(delay).await;
             let Some(inner) = me.upgrade() else { return };
             let client = Client { inner };
-            if let Ok((_, _, serial)) = client.current() {
-                if let Err(e) = client.refresh_after(serial).await {
-                    tracing::debug!(error = %e, "scheduled refresh failed");
-                }
+            if let Ok((_, _, serial)) = client.current()
+                && let Err(e) = client.refresh_after(serial).await
+            {
+                tracing::debug!(error = %e, "scheduled refresh failed");
             }
         });
-        if let Ok(mut timer) = self.inner.timer.lock() {
-            if let Some(old) = timer.replace(task) {
-                old.abort();
-            }
+        if let Ok(mut timer) = self.inner.timer.lock()
+            && let Some(old) = timer.replace(task)
+        {
+            old.abort();
         }
         Ok(())
     }
 
     fn stop(&self, why: SignedOut) {
-        if let Ok(mut timer) = self.inner.timer.lock() {
-            if let Some(t) = timer.take() {
-                t.abort();
-            }
+        if let Ok(mut timer) = self.inner.timer.lock()
+            && let Some(t) = timer.take()
+        {
+            t.abort();
         }
         if self.inner.signed_out.borrow().is_none() {
             self.inner.signed_out.send_replace(Some(why));
@@ -411,10 +411,10 @@ impl Client {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Ok(mut timer) = self.timer.lock() {
-            if let Some(t) = timer.take() {
-                t.abort();
-            }
+        if let Ok(mut timer) = self.timer.lock()
+            && let Some(t) = timer.take()
+        {
+            t.abort();
         }
     }
 }

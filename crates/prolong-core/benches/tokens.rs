@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p prolong-core --bench tokens`
 
+// Test and benchmark code may panic on a broken fixture; the libraries may not.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use aws_lc_rs::hmac;
 use criterion::{Criterion, criterion_group, criterion_main};
 use prolong_core::claims::AccessClaims;

@@ -96,6 +96,8 @@ pub fn new_kid() -> Result<String, KeyError> {
     Ok(URL_SAFE_NO_PAD.encode(random_bytes::<8>()?))
 }
 
+// The variants hold key pairs of different sizes; one signer per key, so size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Signer {
     Ec(EcdsaKeyPair),
     Ed(Ed25519KeyPair),

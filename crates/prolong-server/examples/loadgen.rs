@@ -8,6 +8,9 @@
 //! It prints refreshes/s and latency percentiles. Use `taskset` to give server and generator one
 //! core each (see docs/benchmarks.md).
 
+// Test and benchmark code may panic on a broken fixture; the libraries may not.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;

@@ -169,12 +169,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { demo, .. } => crate::serve(settings, demo).await,
         Command::Config(ConfigCommand::Check) => {
-            if let Some(issuer) = &settings.issuer {
-                if !issuer.starts_with("https://") && !crate::is_loopback_issuer(issuer) {
-                    bail!(
-                        "issuer: {issuer} must be https unless it is a loopback address (only `serve --demo` accepts it)"
-                    );
-                }
+            if let Some(issuer) = &settings.issuer
+                && !issuer.starts_with("https://")
+                && !crate::is_loopback_issuer(issuer)
+            {
+                bail!(
+                    "issuer: {issuer} must be https unless it is a loopback address (only `serve --demo` accepts it)"
+                );
             }
             print!("{}", settings.masked_toml());
             Ok(())

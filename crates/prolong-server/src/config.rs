@@ -282,10 +282,10 @@ impl Settings {
             return Err(invalid("audience", "must not be empty"));
         }
         let admin_token = non_empty(&raw.admin_token);
-        if let Some(t) = &admin_token {
-            if t.expose_secret().len() < 32 {
-                return Err(invalid("admin_token", "must be at least 32 bytes"));
-            }
+        if let Some(t) = &admin_token
+            && t.expose_secret().len() < 32
+        {
+            return Err(invalid("admin_token", "must be at least 32 bytes"));
         }
         for t in &raw.resource_tokens {
             if t.expose_secret().len() < 32 {

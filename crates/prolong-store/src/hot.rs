@@ -69,10 +69,10 @@ impl HotPath {
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }
-        if let Ok(mut t) = self.thread.lock() {
-            if let Some(t) = t.take() {
-                let _ = t.join();
-            }
+        if let Ok(mut t) = self.thread.lock()
+            && let Some(t) = t.take()
+        {
+            let _ = t.join();
         }
     }
 }

@@ -16,7 +16,7 @@ pub struct PgStore {
 }
 
 /// A constant for the advisory lock that serializes migrations across replicas.
-const MIGRATION_LOCK: i64 = 0x5052_4f4c_4f4e_47; // "PROLONG"
+const MIGRATION_LOCK: i64 = 0x0050_524f_4c4f_4e47; // "PROLONG"
 
 impl PgStore {
     /// Connects to `url` and migrates the database.
@@ -62,7 +62,7 @@ impl PgStore {
 
 /// The lock every transaction that writes feed events takes first, so that they commit in the
 /// order of their `seq` and a reader's cursor never skips one still in flight.
-const FEED_LOCK: i64 = 0x5052_4f4c_4f4e_48;
+const FEED_LOCK: i64 = 0x0050_524f_4c4f_4e48;
 
 async fn feed_lock(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(FEED_LOCK).execute(&mut **tx).await?;

@@ -213,10 +213,10 @@ impl RevocationFeed {
                 if let Ok(mut r) = self.revoked.write() {
                     r.apply(&e);
                 }
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(data) {
-                    if let Some(c) = v["cursor"].as_i64() {
-                        self.cursor.store(c, Ordering::Relaxed);
-                    }
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
+                    && let Some(c) = v["cursor"].as_i64()
+                {
+                    self.cursor.store(c, Ordering::Relaxed);
                 }
             }
             "heartbeat" => {

@@ -1,6 +1,9 @@
 //! End-to-end tests: the real `prolong` binary, real HTTP, a real database (a fresh SQLite file or
 //! PostgreSQL database per test). PostgreSQL tests fail, never skip, when the server is unreachable.
 
+// Test and benchmark code may panic on a broken fixture; the libraries may not.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod accounts;
 mod cli;
 mod client;

@@ -117,7 +117,8 @@ async fn malformed_requests_get_clear_4xx_and_never_500() {
         r.send()
     };
     let form = Some("application/x-www-form-urlencoded");
-    let cases: Vec<(Option<&'static str>, Vec<u8>, String, u16, &str)> = vec![
+    type Case = (Option<&'static str>, Vec<u8>, String, u16, &'static str);
+    let cases: Vec<Case> = vec![
         (
             form,
             b"grant_type=password&username=alice&password=x".to_vec(),

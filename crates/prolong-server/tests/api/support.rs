@@ -139,10 +139,10 @@ impl TestApp {
                 if std::env::var_os("TEST_LOG").is_some() {
                     eprintln!("[server] {line}");
                 }
-                if let Some(i) = line.find("listening on http://") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(line[i + "listening on ".len()..].trim().to_string());
-                    }
+                if let Some(i) = line.find("listening on http://")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(line[i + "listening on ".len()..].trim().to_string());
                 }
                 if let Ok(mut l) = sink.lock() {
                     l.push_str(&line);

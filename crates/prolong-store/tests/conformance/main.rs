@@ -5,6 +5,9 @@
 //! `PROLONG_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`); they fail, never
 //! skip, when it is unreachable.
 
+// Test and benchmark code may panic on a broken fixture; the libraries may not.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use prolong_core::{Reason, SessionState};
 use prolong_store::{KeyKind, Session, Store, StoredKey, User};
 use std::sync::Arc;
