@@ -439,6 +439,26 @@ mod tests {
         assert_eq!(schedule(&cfg(None), 0, 3, 10_000, 0.0).expect("ok"), Duration::ZERO);
     }
 
+    fn jwt(claims: &str) -> String {
+        format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(claims))
+    }
+
+    #[tokio::test]
+    async fn tokens_without_exp_or_with_a_skewed_clock_are_refused() {
+        let client = Client::new(Config::new("http://127.0.0.1:1")).expect("client");
+        let now = now_ms() / 1000;
+        let install =
+            |access: String| client.install(TokenResponse { access_token: access, refresh_token: Some("r".into()) });
+        let e = install(jwt(&format!(r#"{{"iat":{now}}}"#))).expect_err("no exp");
+        assert!(e.to_string().contains("has no exp"), "{e}");
+        let skewed = now - 3_600;
+        let e = install(jwt(&format!(r#"{{"iat":{skewed},"exp":{}}}"#, skewed + 900))).expect_err("skew");
+        assert!(e.to_string().contains("clock differs from the server's by about 3600s"), "{e}");
+        install(jwt(&format!(r#"{{"iat":{now},"exp":{}}}"#, now + 900))).expect("a good token");
+        let e = client.install(TokenResponse { access_token: jwt("{}"), refresh_token: None }).expect_err("renew mode");
+        assert!(e.to_string().contains("no refresh token"), "{e}");
+    }
+
     #[test]
     fn misconfiguration_is_descriptive() {
         let e = schedule(&cfg(Some(60)), 0, 30, 0, 0.0).expect_err("lead too long");

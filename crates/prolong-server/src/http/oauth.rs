@@ -9,7 +9,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 /// Default `client_id` when a request names none.
 pub const DEFAULT_CLIENT_ID: &str = "prolong";
@@ -21,19 +20,29 @@ fn check_client_id(id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[derive(serde::Serialize)]
+struct TokenBody<'a> {
+    token_type: &'static str,
+    access_token: &'a str,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    session_id: &'a str,
+    idle_expires_at: i64,
+    session_expires_at: i64,
+}
+
 /// A token response with the no-store headers of RFC 6749 §5.1.
 pub fn token_response(t: TokenSet) -> Response {
-    let mut body = json!({
-        "token_type": "Bearer",
-        "access_token": t.access_token,
-        "expires_in": t.expires_in,
-        "session_id": t.session_id,
-        "idle_expires_at": t.idle_expires_at,
-        "session_expires_at": t.session_expires_at,
-    });
-    if let (Some(rt), Some(obj)) = (t.refresh_token, body.as_object_mut()) {
-        obj.insert("refresh_token".into(), rt.into());
-    }
+    let body = TokenBody {
+        token_type: "Bearer",
+        access_token: &t.access_token,
+        expires_in: t.expires_in,
+        refresh_token: t.refresh_token.as_deref(),
+        session_id: &t.session_id,
+        idle_expires_at: t.idle_expires_at,
+        session_expires_at: t.session_expires_at,
+    };
     let mut r = (StatusCode::OK, Json(body)).into_response();
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
