@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("strict mode: following the revocation feed");
     }
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app(verifier, feed)).with_graceful_shutdown(shutdown()).await?;
+    axum::serve(listener, app(verifier, feed)).with_graceful_shutdown(prolong_server::shutdown_signal()).await?;
     Ok(())
 }
 
@@ -134,25 +134,4 @@ async fn method_not_allowed() -> impl IntoResponse {
         StatusCode::METHOD_NOT_ALLOWED,
         Json(json!({"error": "method_not_allowed", "error_description": "only GET is supported"})),
     )
-}
-
-async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

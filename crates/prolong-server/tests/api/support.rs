@@ -104,6 +104,40 @@ fn clean_env(cmd: &mut Command, env: &[(&str, &str)]) {
     }
 }
 
+/// Spawns `cmd`, collects its stderr into a shared log (echoed with `TEST_LOG=1`), and waits for
+/// its `listening on http://…` line; returns the child, that base URL and the log.
+pub async fn spawn_until_listening(mut cmd: Command, tag: &'static str) -> (Child, String, Arc<Mutex<String>>) {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {tag}: {e}"));
+    let stderr = child.stderr.take().expect("stderr");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let sink = log.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut tx = Some(tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if std::env::var_os("TEST_LOG").is_some() {
+                eprintln!("[{tag}] {line}");
+            }
+            if let Some(i) = line.find("listening on http://")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(line[i + "listening on ".len()..].trim().to_string());
+            }
+            if let Ok(mut l) = sink.lock() {
+                l.push_str(&line);
+                l.push('\n');
+            }
+        }
+    });
+    let base = match tokio::time::timeout(Duration::from_secs(30), rx).await {
+        Ok(Ok(base)) => base,
+        _ => panic!("{tag} did not start:\n{}", log.lock().map(|l| l.clone()).unwrap_or_default()),
+    };
+    (child, base, log)
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -126,37 +160,7 @@ impl TestApp {
         let mut cmd = Command::new(bin());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url]);
         clean_env(&mut cmd, env);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
-        let mut child = cmd.spawn().expect("spawn prolong serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            let mut tx = Some(tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if std::env::var_os("TEST_LOG").is_some() {
-                    eprintln!("[server] {line}");
-                }
-                if let Some(i) = line.find("listening on http://")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(line[i + "listening on ".len()..].trim().to_string());
-                }
-                if let Ok(mut l) = sink.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
-        let base = match tokio::time::timeout(Duration::from_secs(30), rx).await {
-            Ok(Ok(base)) => base,
-            _ => {
-                let log = log.lock().map(|l| l.clone()).unwrap_or_default();
-                panic!("server did not start:\n{log}");
-            }
-        };
+        let (child, base, log) = spawn_until_listening(cmd, "server").await;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
         TestApp {
             base,

@@ -9,11 +9,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// The example's binary, next to this test's: `target/<profile>/examples/resource-server`.
@@ -104,39 +102,8 @@ impl ResourceServer {
     async fn start_with(issuer: &str, extra: &[&str]) -> ResourceServer {
         let mut cmd = Command::new(example_bin());
         cmd.args(["--issuer", issuer, "--listen", "127.0.0.1:0"]).args(extra);
-        cmd.env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("spawn the example API");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            let mut tx = Some(tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if std::env::var_os("TEST_LOG").is_some() {
-                    eprintln!("[resource-server] {line}");
-                }
-                if let Some(i) = line.find("listening on http://")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(line[i + "listening on ".len()..].trim().to_string());
-                }
-                if let Ok(mut l) = sink.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
-        let base = match tokio::time::timeout(Duration::from_secs(30), rx).await {
-            Ok(Ok(base)) => base,
-            _ => panic!("the example API did not start:\n{}", log.lock().map(|l| l.clone()).unwrap_or_default()),
-        };
+        cmd.env("RUST_LOG", "info").env("NO_COLOR", "1");
+        let (child, base, log) = crate::support::spawn_until_listening(cmd, "resource-server").await;
         assert!(!base.ends_with(":0"), "the real port is logged: {base}");
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
         ResourceServer { base, http, log, _child: child }
