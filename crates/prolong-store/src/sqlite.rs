@@ -29,6 +29,13 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             .pragma("temp_store", "memory");
+        let file = base.get_filename().to_string_lossy();
+        if file.is_empty() || file == ":memory:" || url.contains(":memory:") || url.contains("mode=memory") {
+            // Every connection would see its own empty database.
+            return Err(StoreError::Other(
+                "in-memory SQLite is not supported: use a file, e.g. sqlite://prolong.db".into(),
+            ));
+        }
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))

@@ -315,4 +315,6 @@ async fn sqlite_data_survives_reopen() {
 #[tokio::test]
 async fn unsupported_urls_are_refused() {
     assert!(matches!(prolong_store::connect("mysql://x").await, Err(prolong_store::StoreError::UnsupportedUrl)));
+    let memory = prolong_store::connect("sqlite::memory:").await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(memory.contains("in-memory SQLite is not supported"), "{memory}");
 }
