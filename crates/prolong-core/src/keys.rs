@@ -241,6 +241,9 @@ pub struct VerifyingKey {
     alg: Algorithm,
     key: jsonwebtoken::DecodingKey,
     validation: jsonwebtoken::Validation,
+    /// ES256 and EdDSA public keys parsed once (aws-lc-rs), so a verification does not re-parse
+    /// and re-validate the curve point; RS256 and HS256 go through `jsonwebtoken`.
+    parsed: Option<signature::ParsedPublicKey>,
 }
 
 impl std::fmt::Debug for VerifyingKey {
@@ -272,7 +275,14 @@ impl VerifyingKey {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        VerifyingKey { kid: kid.to_owned(), alg, key, validation }
+        let parsed = match alg {
+            Algorithm::ES256 => {
+                signature::ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, key.as_bytes()).ok()
+            }
+            Algorithm::EdDSA => signature::ParsedPublicKey::new(&signature::ED25519, key.as_bytes()).ok(),
+            Algorithm::RS256 | Algorithm::HS256 => None,
+        };
+        VerifyingKey { kid: kid.to_owned(), alg, key, validation, parsed }
     }
 
     /// Builds a verifying key from a public JWK (as served at the JWKS endpoint). Only keys whose
@@ -312,14 +322,36 @@ impl VerifyingKey {
         if token.len() > MAX_TOKEN_LEN {
             return Err(VerifyError::Invalid);
         }
-        let data = jsonwebtoken::decode::<T>(token, &self.key, &self.validation).map_err(|_| VerifyError::Invalid)?;
-        if data.header.alg != self.alg.jwt() || data.header.kid.as_deref() != Some(self.kid.as_str()) {
+        let Some(parsed) = &self.parsed else {
+            let data =
+                jsonwebtoken::decode::<T>(token, &self.key, &self.validation).map_err(|_| VerifyError::Invalid)?;
+            self.check_header(&data.header)?;
+            return Ok(data.claims);
+        };
+        // Compact JWS: exactly three base64url parts; the header is parsed by `jsonwebtoken`,
+        // the signature checked with the key parsed at load, then the claims decoded.
+        let (signing_input, sig_b64) = token.rsplit_once('.').ok_or(VerifyError::Invalid)?;
+        let (_, payload_b64) = signing_input.split_once('.').ok_or(VerifyError::Invalid)?;
+        if payload_b64.contains('.') {
             return Err(VerifyError::Invalid);
         }
-        if !data.header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP)) {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Invalid)?;
+        self.check_header(&header)?;
+        let sig = URL_SAFE_NO_PAD.decode(sig_b64).map_err(|_| VerifyError::Invalid)?;
+        parsed.verify_sig(signing_input.as_bytes(), &sig).map_err(|_| VerifyError::Invalid)?;
+        let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| VerifyError::Invalid)?;
+        serde_json::from_slice(&payload).map_err(|_| VerifyError::Invalid)
+    }
+
+    /// The header must name this key's algorithm and id, and `typ: at+jwt`.
+    fn check_header(&self, header: &jsonwebtoken::Header) -> Result<(), VerifyError> {
+        if header.alg != self.alg.jwt() || header.kid.as_deref() != Some(self.kid.as_str()) {
             return Err(VerifyError::Invalid);
         }
-        Ok(data.claims)
+        if !header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP)) {
+            return Err(VerifyError::Invalid);
+        }
+        Ok(())
     }
 }
 
@@ -356,6 +388,31 @@ mod tests {
             bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
             let bad = String::from_utf8(bad).expect("ascii");
             assert_eq!(k.verifying_key().verify::<C>(&bad), Err(VerifyError::Invalid));
+        }
+    }
+
+    #[test]
+    fn headers_and_shapes_are_checked_on_every_path() {
+        for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256, Algorithm::HS256] {
+            let k = SigningKey::from_private("k1", alg, &generate(alg).expect("gen")).expect("parse");
+            let other = SigningKey::from_private("k2", alg, &generate(alg).expect("gen")).expect("parse");
+            let t = k.sign(&C { sub: "x".into() }).expect("sign");
+            let v = k.verifying_key();
+            // Another key's token (another kid), extra parts, a missing part.
+            assert_eq!(v.verify::<C>(&other.sign(&C { sub: "x".into() }).expect("sign")), Err(VerifyError::Invalid));
+            assert_eq!(v.verify::<C>(&format!("{t}.extra")), Err(VerifyError::Invalid));
+            let (head, _) = t.rsplit_once('.').expect("parts");
+            assert_eq!(v.verify::<C>(head), Err(VerifyError::Invalid));
+            // A header re-signed would need the key; a header swapped under the same signature fails.
+            let parts: Vec<&str> = t.split('.').collect();
+            for header in [
+                serde_json::json!({"alg": alg.as_str(), "kid": "k1", "typ": "JWT"}),
+                serde_json::json!({"alg": alg.as_str(), "kid": "k1"}),
+                serde_json::json!({"alg": "none", "kid": "k1", "typ": "at+jwt"}),
+            ] {
+                let swapped = format!("{}.{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), parts[1], parts[2]);
+                assert_eq!(v.verify::<C>(&swapped), Err(VerifyError::Invalid), "{alg:?} {header}");
+            }
         }
     }
 
