@@ -138,6 +138,22 @@ pub async fn spawn_until_listening(mut cmd: Command, tag: &'static str) -> (Chil
     (child, base, log)
 }
 
+/// Waits up to ten seconds for `needle` to show up in a child's captured log. A line the child
+/// writes before it answers a request can reach the test after the answer: the pipe is read by
+/// another task.
+pub async fn logged(log: &Mutex<String>, needle: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if log.lock().is_ok_and(|l| l.contains(needle)) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -174,6 +190,11 @@ impl TestApp {
 
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Whether the server logs `needle` within a few seconds; see [`logged`].
+    pub async fn logged(&self, needle: &str) -> bool {
+        logged(&self.log, needle).await
     }
 
     pub fn url(&self, path: &str) -> String {

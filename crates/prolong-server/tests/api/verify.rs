@@ -113,6 +113,11 @@ impl ResourceServer {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// Whether the example logs `needle` within a few seconds.
+    async fn logged(&self, needle: &str) -> bool {
+        crate::support::logged(&self.log, needle).await
+    }
+
     async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         let mut request = self.http.get(format!("{}{path}", self.base));
         if let Some(token) = token {
@@ -301,7 +306,7 @@ async fn a_rotated_signing_key_is_picked_up_without_a_restart() {
     assert_eq!(api.get("/api/whoami", Some(old_at)).await.status, StatusCode::OK);
     let fresh_old = a.refresh(s(&before, "refresh_token")).await.1;
     assert_eq!(api.get("/api/customers", Some(s(&fresh_old, "access_token"))).await.status, StatusCode::OK);
-    assert!(api.log().contains("loaded new signing keys"), "{}", api.log());
+    assert!(api.logged("loaded new signing keys").await, "{}", api.log());
 }
 
 /// An HTTP front for the issuer that counts JWKS requests and can play dead. Prolong is started
@@ -400,7 +405,7 @@ async fn garbage_kids_cause_at_most_about_one_jwks_fetch_per_second() {
     let mut h = header(&at);
     h["kid"] = json!("garbage-while-down");
     api.assert_invalid(&with_header(&at, &h), "unknown kid while the issuer is down").await;
-    assert!(api.log().contains("still verifying with the cached ones"), "{}", api.log());
+    assert!(api.logged("still verifying with the cached ones").await, "{}", api.log());
     assert_eq!(api.get("/api/customers", Some(&at)).await.status, StatusCode::OK);
 }
 
@@ -506,7 +511,7 @@ async fn a_strict_api_fails_closed_with_503_when_the_feed_goes_silent() {
     assert_eq!(r.body["error"], "temporarily_unavailable", "never 401, which would sign clients out");
     assert!(r.retry_after.is_some());
     assert_eq!(open.get("/api/customers", Some(&token)).await.status, StatusCode::OK, "--fail-open keeps accepting");
-    assert!(strict.log().contains("revocation feed"), "the outage is logged");
+    assert!(strict.logged("revocation feed").await, "the outage is logged: {}", strict.log());
     let metrics =
         strict.http.get(format!("{}/metrics", strict.base)).send().await.expect("send").text().await.expect("text");
     assert!(metrics.contains("prolong_feed_connected 0"), "{metrics}");
