@@ -173,6 +173,26 @@ pub fn decide_refresh(
     }
 }
 
+/// Decides a renew (renew mode): [`decide_refresh`], plus the presented token's own window. The
+/// current generation's token renews only until its `renew_until` (then `expired_idle`); the
+/// previous generation's, presented again inside `reuse_grace`, replays the current tokens even
+/// past its own window — the rotation it lost happened inside that window, and the session is
+/// checked again by every rule — so two tabs renewing at the edge never sign the user out.
+pub fn decide_renew(
+    s: &SessionState,
+    user_version: i64,
+    policy: &Policy,
+    presented: u64,
+    idle_secs: u32,
+    now: Millis,
+    renew_until: Millis,
+) -> Decision {
+    match decide_refresh(s, user_version, policy, presented, idle_secs, now) {
+        Decision::Rotate { .. } if now > renew_until => Decision::Deny(Reason::ExpiredIdle),
+        d => d,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +272,24 @@ mod tests {
         assert_eq!(decide_refresh(&s, 1, &POLICY, 5, 0, 200_000), Decision::End(Reason::VersionMismatch));
         assert_eq!(decide_refresh(&s, 0, &POLICY, 5, 0, 200_000), Decision::End(Reason::ExpiredAbsolute));
         assert_eq!(decide_refresh(&s, 0, &POLICY, 5, 0, 50_000), Decision::End(Reason::ExpiredIdle));
+    }
+
+    #[test]
+    fn renew_window_limits_the_current_token_only() {
+        let mut s = fresh(0);
+        // The current token, inside and past its window.
+        assert!(matches!(decide_renew(&s, 0, &POLICY, 0, 0, 5_000, 5_000), Decision::Rotate { .. }));
+        assert_eq!(decide_renew(&s, 0, &POLICY, 0, 0, 5_001, 5_000), Decision::Deny(Reason::ExpiredIdle));
+        // Rotated at 4_900 by another tab; the token it replaced, again at 5_500 (past its own
+        // window, inside the grace), gets the current tokens.
+        s.generation = 1;
+        s.rotated_at = 4_900;
+        s.last_active = 4_900;
+        assert_eq!(decide_renew(&s, 0, &POLICY, 0, 0, 5_500, 5_000), Decision::Replay);
+        // After the grace it is reuse, window or not; an older one always is.
+        assert_eq!(decide_renew(&s, 0, &POLICY, 0, 0, 6_901, 5_000), Decision::End(Reason::ReuseDetected));
+        s.generation = 2;
+        assert_eq!(decide_renew(&s, 0, &POLICY, 0, 0, 5_500, 5_000), Decision::End(Reason::ReuseDetected));
     }
 
     #[test]

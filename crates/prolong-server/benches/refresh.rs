@@ -43,7 +43,7 @@ fn refresh(c: &mut Criterion) {
     let mut token = rt.block_on(svc.start_session(&user, "prolong", None)).expect("session").refresh_token.expect("rt");
     c.bench_function("refresh/sqlite/ES256", |b| {
         b.iter(|| {
-            let t = rt.block_on(svc.refresh(&token, 0, None)).expect("refresh");
+            let t = rt.block_on(svc.refresh(&token, 0, "prolong")).expect("refresh");
             token = t.refresh_token.expect("rt");
         })
     });

@@ -382,18 +382,35 @@ impl Settings {
     }
 }
 
-/// Hides a password in a database URL.
+/// Hides the passwords in a database URL: the userinfo's and any `password`-like query parameter.
 pub fn mask_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:********{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match base.find("://") {
+        Some(scheme_end) => {
+            let rest = &base[scheme_end + 3..];
+            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+            match authority.rfind('@').and_then(|at| authority[..at].find(':').map(|c| (c, at))) {
+                Some((colon, at)) => format!("{}{}:********{}", &base[..scheme_end + 3], &rest[..colon], &rest[at..]),
+                None => base.to_string(),
             }
         }
-        _ => url.to_string(),
+        None => base.to_string(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.to_ascii_lowercase().contains("password") => format!("{key}=********"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
+    out
 }
 
 fn non_empty(s: &SecretString) -> Option<SecretString> {
@@ -466,5 +483,19 @@ mod tests {
         assert!(!out.contains("secret"));
         assert!(!out.contains("pw@"));
         assert!(out.contains("admin_token = \"********\""));
+    }
+
+    #[test]
+    fn database_passwords_are_masked_wherever_the_url_holds_them() {
+        assert_eq!(mask_url("postgres://u:pw@h/db"), "postgres://u:********@h/db");
+        assert_eq!(
+            mask_url("postgres://u:pw@h/db?password=other&sslmode=require"),
+            "postgres://u:********@h/db?password=********&sslmode=require"
+        );
+        assert_eq!(mask_url("postgres://h/db?user=u&sslpassword=x"), "postgres://h/db?user=u&sslpassword=********");
+        // An '@' after the host is not userinfo.
+        assert_eq!(mask_url("postgres://h/db?application_name=a@b"), "postgres://h/db?application_name=a@b");
+        assert_eq!(mask_url("sqlite://prolong.db"), "sqlite://prolong.db");
+        assert_eq!(mask_url("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

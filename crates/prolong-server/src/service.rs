@@ -10,7 +10,7 @@ use crate::password::Hasher;
 use prolong_core::claims::AccessClaims;
 use prolong_core::keys::{self, VerifyError};
 use prolong_core::refresh_token::{self, Binding, SessionId};
-use prolong_core::session::{Decision, decide_refresh};
+use prolong_core::session::{Decision, decide_refresh, decide_renew};
 use prolong_core::{Millis, Mode, Reason, SessionState};
 use prolong_store::{Session, SessionWithUser, SessionWrite, Store, StoreError, User};
 use std::sync::Arc;
@@ -137,7 +137,7 @@ const MAX_ROTATE_ATTEMPTS: usize = 4;
 /// any decision; the error is the grant error to answer with.
 pub(crate) type Precheck = Arc<dyn Fn(&Session) -> Result<(), (Reason, &'static str)> + Send + Sync>;
 
-/// The pure rules, plus renew mode's window: past `renew_until` the current token cannot renew.
+/// The pure rules: [`decide_renew`] with the presented token's window in renew mode.
 fn decide_session(
     found: &SessionWithUser,
     policy: &prolong_core::Policy,
@@ -146,10 +146,10 @@ fn decide_session(
     now: Millis,
     renew_until: Option<Millis>,
 ) -> Decision {
-    let d = decide_refresh(&found.session.state, found.user_version, policy, presented, idle, now);
-    match (d, renew_until) {
-        (Decision::Rotate { .. } | Decision::Replay, Some(until)) if now > until => Decision::Deny(Reason::ExpiredIdle),
-        _ => d,
+    let (s, v) = (&found.session.state, found.user_version);
+    match renew_until {
+        Some(until) => decide_renew(s, v, policy, presented, idle, now, until),
+        None => decide_refresh(s, v, policy, presented, idle, now),
     }
 }
 
@@ -220,18 +220,19 @@ impl Service {
         self.issue_for(&session, now).await
     }
 
-    /// Rotates a refresh token (CONTRACT §5).
-    pub async fn refresh(&self, token: &str, idle: u32, client_id: Option<&str>) -> Result<TokenSet, GrantError> {
+    /// Rotates a refresh token (CONTRACT §5). `client_id` is the request's (the default when it
+    /// names none) and must be the session's.
+    pub async fn refresh(&self, token: &str, idle: u32, client_id: &str) -> Result<TokenSet, GrantError> {
         let now = now_ms();
         let parsed = refresh_token::parse(token).ok_or_else(|| invalid(Reason::UnknownToken))?;
         let key = self.keys.mac(&parsed.key_id, now).await.ok_or_else(|| invalid(Reason::UnknownToken))?;
-        let client_id = client_id.map(str::to_owned);
+        let client_id = client_id.to_owned();
         // The MAC is checked, in constant time, before anything can change.
         let precheck: Precheck = Arc::new(move |s: &Session| {
             if !parsed.verify(&key, &s.salt, &s.user_id, &s.client_id) {
                 return Err((Reason::UnknownToken, "the token is not valid"));
             }
-            if client_id.as_deref().is_some_and(|c| c != s.client_id) {
+            if client_id != s.client_id {
                 return Err((Reason::UnknownToken, "client_id does not match the session"));
             }
             Ok(())

@@ -21,8 +21,8 @@ use std::task::{Context, Poll};
 
 /// The token of the request's `Authorization: Bearer` header.
 ///
-/// No header is [`ErrorKind::MissingToken`]; two headers, another scheme, or an empty token are
-/// [`ErrorKind::Invalid`].
+/// No header, or one of another scheme (RFC 6750 §3.1), is [`ErrorKind::MissingToken`]; two
+/// headers or an empty token are [`ErrorKind::Invalid`].
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, Error> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
@@ -32,9 +32,10 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, Error> {
         return Err(Error::invalid("more than one Authorization header"));
     }
     let value = value.to_str().map_err(|_| Error::invalid("Authorization header is not ASCII"))?;
-    let (scheme, token) = value.split_once(' ').ok_or(Error::invalid("Authorization header is not a bearer token"))?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    // Another scheme (Basic, say) brings no bearer token: RFC 6750 §3.1 answers it as missing.
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(Error::invalid("Authorization header is not a bearer token"));
+        return Err(Error::new(ErrorKind::MissingToken, "no bearer token"));
     }
     let token = token.trim();
     if token.is_empty() {
@@ -314,12 +315,17 @@ mod tests {
             );
             assert_eq!(error_of(&body), "token_expired");
 
-            for bad in ["Bearer nonsense", "Basic dXNlcjpwYXNz", "Bearer ", "Bearer"] {
+            for bad in ["Bearer nonsense", "Bearer ", "Bearer", "bearer  "] {
                 let (status, headers, body) = call(&app, path, Some(bad)).await;
                 assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad}");
                 assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer error=\"invalid_token\"");
                 assert_eq!(error_of(&body), "invalid_token");
             }
+            // Another scheme carries no bearer token: a challenge without an error attribute.
+            let (status, headers, body) = call(&app, path, Some("Basic dXNlcjpwYXNz")).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+            assert_eq!(error_of(&body), "missing_token");
         }
         let (status, _, body) = call(&app, "/optional", None).await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "anonymous"));

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 /// A request with a valid access token of a live session.
 pub struct Bearer(pub Authenticated);
 
-/// The token of an `Authorization: Bearer` header.
+/// The token of an `Authorization: Bearer` header. No header, or one of another scheme, is
+/// `Missing`; two headers or an empty bearer token are `Invalid`.
 pub fn bearer_token(parts: &Parts) -> Result<&str, AuthError> {
     let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
@@ -24,9 +25,10 @@ pub fn bearer_token(parts: &Parts) -> Result<&str, AuthError> {
         return Err(AuthError::Invalid);
     }
     let value = value.to_str().map_err(|_| AuthError::Invalid)?;
-    let (scheme, token) = value.split_once(' ').ok_or(AuthError::Invalid)?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    // Another scheme (Basic, say) brings no bearer token: RFC 6750 §3.1 answers it as missing.
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::Invalid);
+        return Err(AuthError::Missing);
     }
     let token = token.trim();
     if token.is_empty() {

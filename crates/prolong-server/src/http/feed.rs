@@ -33,11 +33,12 @@ use tokio::sync::watch;
 
 /// How often the pump looks for new events.
 pub const POLL: Duration = Duration::from_millis(200);
-/// Heartbeat interval of the SSE transport.
-/// Heartbeats go out twice a second, so the gap between two messages stays under the contract's
+/// Heartbeat interval of the SSE transport: heartbeats go out twice a second, so the gap between two messages stays under the contract's
 /// second even when a wake-up finds nothing new.
 const HEARTBEAT: Duration = Duration::from_millis(500);
-const BATCH: i64 = 10_000;
+/// Events read per query; a stream that reads a full batch reads on before waiting for news.
+const BATCH_LEN: usize = 10_000;
+const BATCH: i64 = BATCH_LEN as i64;
 
 /// Starts the pump; the receiver tells of the newest `seq`.
 pub fn pump(store: Arc<dyn Store>) -> (watch::Receiver<i64>, tokio::task::JoinHandle<()>) {
@@ -153,6 +154,8 @@ struct StreamState {
     rx: watch::Receiver<i64>,
     stopping: watch::Receiver<bool>,
     pending: VecDeque<Event>,
+    /// The last query filled a whole batch: read on before waiting for news.
+    more: bool,
 }
 
 async fn stream(app: App, cursor: i64, snapshot: bool) -> Result<Response, ApiError> {
@@ -166,7 +169,8 @@ async fn stream(app: App, cursor: i64, snapshot: bool) -> Result<Response, ApiEr
         .data(json!({"cursor": next, "events": events.iter().map(event_json).collect::<Vec<_>>()}).to_string());
     let rx = app.feed.clone();
     let stopping = app.stopping.clone();
-    let state = StreamState { app, cursor: next, rx, stopping, pending: VecDeque::from([first]) };
+    let more = events.len() >= BATCH_LEN;
+    let state = StreamState { app, cursor: next, rx, stopping, pending: VecDeque::from([first]), more };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         loop {
             if let Some(ev) = st.pending.pop_front() {
@@ -175,9 +179,13 @@ async fn stream(app: App, cursor: i64, snapshot: bool) -> Result<Response, ApiEr
             if *st.stopping.borrow() {
                 return None;
             }
-            let changed = tokio::select! {
-                c = tokio::time::timeout(HEARTBEAT, st.rx.changed()) => c,
-                _ = st.stopping.wait_for(|s| *s) => return None,
+            let changed = if st.more {
+                Ok(Ok(()))
+            } else {
+                tokio::select! {
+                    c = tokio::time::timeout(HEARTBEAT, st.rx.changed()) => c,
+                    _ = st.stopping.wait_for(|s| *s) => return None,
+                }
             };
             match changed {
                 Ok(Err(_)) => return None,
@@ -187,6 +195,7 @@ async fn stream(app: App, cursor: i64, snapshot: bool) -> Result<Response, ApiEr
                 }
                 Ok(Ok(())) => match st.app.store.revocations_after(st.cursor, now_ms(), BATCH).await {
                     Ok(events) => {
+                        st.more = events.len() >= BATCH_LEN;
                         for e in &events {
                             st.cursor = e.seq;
                             st.pending.push_back(

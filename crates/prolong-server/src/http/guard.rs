@@ -99,7 +99,12 @@ pub async fn cors(State(app): State<App>, req: Request, next: Next) -> Response 
     if !is_user_facing(req.uri().path()) {
         return next.run(req).await;
     }
-    let Some(origin) = req.headers().get(header::ORIGIN).cloned() else { return next.run(req).await };
+    let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
+        // The answer depends on the Origin, so a cache must not reuse this one for a request with one.
+        let mut r = next.run(req).await;
+        r.headers_mut().append(header::VARY, HeaderValue::from_static("Origin"));
+        return r;
+    };
     let allowed = origin
         .to_str()
         .is_ok_and(|o| o == app.issuer_origin || app.settings.cors_allowed_origins.iter().any(|a| a == o));

@@ -96,7 +96,7 @@ pub async fn token(
         Some("refresh_token") => {
             let refresh_token = params.require("refresh_token")?;
             let idle = params.idle()?;
-            Ok(token_response(app.refresh(refresh_token, idle, client_id).await?))
+            Ok(token_response(app.refresh(refresh_token, idle, client_id.unwrap_or(DEFAULT_CLIENT_ID)).await?))
         }
         Some("") | None => Err(ApiError::InvalidRequest("missing parameter grant_type".into())),
         Some(_) => Err(ApiError::UnsupportedGrantType),

@@ -46,10 +46,18 @@ impl Params {
 /// Parses an `idle` value.
 pub fn parse_idle(v: &str) -> Result<u32, ApiError> {
     let bad = || ApiError::InvalidRequest("idle must be a whole number of seconds from 0 to 2147483647".into());
-    if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    match v.parse::<u32>() {
+    // Leading zeros do not change the number; past them, more than ten digits is out of range.
+    let digits = v.trim_start_matches('0');
+    if digits.is_empty() {
+        return Ok(0);
+    }
+    if digits.len() > 10 {
+        return Err(bad());
+    }
+    match digits.parse::<u32>() {
         Ok(n) if n <= i32::MAX as u32 => Ok(n),
         _ => Err(bad()),
     }
@@ -201,6 +209,8 @@ mod tests {
     fn idle_values() {
         assert_eq!(parse_idle("0").expect("0"), 0);
         assert_eq!(parse_idle("2147483647").expect("max"), 2_147_483_647);
+        assert_eq!(parse_idle("00000000001").expect("leading zeros"), 1);
+        assert_eq!(parse_idle("000").expect("zeros"), 0);
         for bad in ["-1", "2147483648", "1.5", "abc", " 1", "99999999999"] {
             assert!(parse_idle(bad).is_err(), "{bad}");
         }

@@ -251,6 +251,13 @@ async fn cors_allows_listed_origins_and_refuses_others_before_credentials() {
     assert_eq!(ok.status(), StatusCode::OK);
     assert_eq!(ok.headers()["access-control-allow-origin"], "https://app.example.com");
     assert!(ok.headers()["access-control-expose-headers"].to_str().expect("str").contains("WWW-Authenticate"));
+    // Every answer of a user-facing endpoint depends on the Origin, whether one came or not.
+    let varies = |h: &reqwest::header::HeaderMap| {
+        h.get_all("vary").iter().any(|v| v.to_str().is_ok_and(|v| v.contains("Origin")))
+    };
+    assert!(varies(preflight.headers()) && varies(ok.headers()));
+    let plain = app.http.get(app.url("/v1/me")).send().await.expect("send");
+    assert!(varies(plain.headers()), "{:?}", plain.headers());
     // The issuer's own origin is always allowed.
     let own = app.http.get(app.url("/v1/me")).header("origin", app.base.as_str()).send().await.expect("send");
     assert_eq!(own.headers()["access-control-allow-origin"], app.base.as_str());

@@ -177,7 +177,7 @@ async fn json_and_form_bodies_are_equivalent(postgres: bool) {
     let r = app
         .http
         .post(app.url("/oauth/token"))
-        .json(&serde_json::json!({"grant_type":"refresh_token","refresh_token":s(&body, "refresh_token"),"idle":5}))
+        .json(&serde_json::json!({"grant_type":"refresh_token","refresh_token":s(&body, "refresh_token"),"idle":5,"client_id":"web"}))
         .send()
         .await
         .expect("send");
@@ -191,6 +191,19 @@ async fn json_and_form_bodies_are_equivalent(postgres: bool) {
         )
         .await;
     assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    // So is one naming none: its client is the default, "prolong".
+    let (status, refused) = app
+        .form("/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", s(&body, "refresh_token"))])
+        .await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    // Neither refusal changed the session: the right client still rotates.
+    let (status, _) = app
+        .form(
+            "/oauth/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", s(&body, "refresh_token")), ("client_id", "web")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 crate::both_backends!(

@@ -91,8 +91,15 @@ async fn expired_and_missing_tokens_answer_per_rfc_6750() {
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"], "missing_token");
+    // Another scheme brings no bearer token (RFC 6750 §3.1); an empty bearer token is invalid.
     let r = app.http.get(app.url("/v1/me")).header("authorization", "Basic abc").send().await.expect("send");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_eq!(r.json::<Value>().await.expect("json")["error"], "missing_token");
+    let r = app.http.get(app.url("/v1/me")).header("authorization", "Bearer ").send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer error=\"invalid_token\"");
+    assert_eq!(r.json::<Value>().await.expect("json")["error"], "invalid_token");
 
     tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
     let (status, body, challenge) = app.me(s(&login, "access_token")).await;
