@@ -7,6 +7,11 @@
 //! that moment (group commit). Replies go out only after `COMMIT`, so no token is handed out for a
 //! state that is not durable. Holding the write lock while deciding also makes the decision and
 //! the write one atomic step: no retry loop is needed on this path.
+//!
+//! Checkpoints (copying the WAL back into the database file, with an `fsync`) would otherwise run
+//! inside whichever commit crosses SQLite's automatic threshold, stalling every refresh queued
+//! behind it for milliseconds. So every connection has `wal_autocheckpoint = 0`, and a second
+//! thread here runs a `PASSIVE` checkpoint, which never blocks the writer, a few times a second.
 
 use crate::model::{Decide, Session, SessionWithUser, SessionWrite};
 use crate::{Result, StoreError};
@@ -28,9 +33,16 @@ struct Job {
 pub(crate) struct HotPath {
     tx: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    stop_checkpoints: std::sync::Mutex<Option<mpsc::Sender<()>>>,
+    checkpointer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 const MAX_BATCH: usize = 256;
+
+/// How often the checkpoint thread copies the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often the writer completes a checkpoint itself, so the WAL starts over.
+const WRITER_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
@@ -38,18 +50,49 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "wal_autocheckpoint", "0")?;
+    // A WAL that grew under load is cut back to this size when it starts over.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     Ok(conn)
+}
+
+/// Runs a passive checkpoint every [`CHECKPOINT_EVERY`] until `stop` is dropped, and a last one
+/// then.
+fn checkpoint(conn: Connection, stop: mpsc::Receiver<()>) {
+    loop {
+        let stopping = !matches!(stop.recv_timeout(CHECKPOINT_EVERY), Err(mpsc::RecvTimeoutError::Timeout));
+        // Busy (another checkpoint running) or a reader holding old frames are not errors: the next
+        // round copies what this one could not.
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "SQLite checkpoint failed");
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 impl HotPath {
     pub(crate) fn start(path: &Path) -> Result<HotPath> {
-        let conn = open(path).map_err(|e| StoreError::Other(e.to_string()))?;
+        let other = |e: &dyn std::fmt::Display| StoreError::Other(e.to_string());
+        let conn = open(path).map_err(|e| other(&e))?;
+        let checkpoints = open(path).map_err(|e| other(&e))?;
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("prolong-sqlite-refresh".into())
             .spawn(move || run(conn, rx))
-            .map_err(|e| StoreError::Other(e.to_string()))?;
-        Ok(HotPath { tx: std::sync::Mutex::new(Some(tx)), thread: std::sync::Mutex::new(Some(thread)) })
+            .map_err(|e| other(&e))?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let checkpointer = std::thread::Builder::new()
+            .name("prolong-sqlite-checkpoint".into())
+            .spawn(move || checkpoint(checkpoints, stopped))
+            .map_err(|e| other(&e))?;
+        Ok(HotPath {
+            tx: std::sync::Mutex::new(Some(tx)),
+            thread: std::sync::Mutex::new(Some(thread)),
+            stop_checkpoints: std::sync::Mutex::new(Some(stop)),
+            checkpointer: std::sync::Mutex::new(Some(checkpointer)),
+        })
     }
 
     pub(crate) async fn decide_and_apply(&self, id: &[u8; 16], decide: Decide) -> Outcome {
@@ -64,20 +107,30 @@ impl HotPath {
         rx.await.unwrap_or_else(|_| Err(StoreError::Unavailable("the database writer stopped".into())))
     }
 
-    /// Stops the thread after the jobs already queued.
+    /// Stops the writer thread after the jobs already queued, then the checkpoint thread after a
+    /// last checkpoint.
     pub(crate) fn close(&self) {
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }
-        if let Ok(mut t) = self.thread.lock()
-            && let Some(t) = t.take()
-        {
-            let _ = t.join();
+        join(&self.thread);
+        if let Ok(mut stop) = self.stop_checkpoints.lock() {
+            stop.take();
         }
+        join(&self.checkpointer);
+    }
+}
+
+fn join(thread: &std::sync::Mutex<Option<std::thread::JoinHandle<()>>>) {
+    if let Ok(mut t) = thread.lock()
+        && let Some(t) = t.take()
+    {
+        let _ = t.join();
     }
 }
 
 fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
+    let mut last_checkpoint = std::time::Instant::now();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -108,6 +161,16 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
                 for (reply, _) in done {
                     let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
                 }
+            }
+        }
+        // The checkpoint thread copies the WAL while this one keeps appending, so its checkpoints
+        // never catch up with the last frame, and SQLite starts the WAL over only after one
+        // that did. Once a second, between two transactions and after the replies went out, this
+        // thread finishes one itself: a few pages that changed since and two short fsyncs.
+        if last_checkpoint.elapsed() >= WRITER_CHECKPOINT_EVERY {
+            last_checkpoint = std::time::Instant::now();
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "SQLite checkpoint failed");
             }
         }
     }

@@ -28,7 +28,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Checkpoints run on their own thread (see `hot`), never inside a commit.
+            .pragma("wal_autocheckpoint", "0");
         let file = base.get_filename().to_string_lossy();
         if file.is_empty() || file == ":memory:" || url.contains(":memory:") || url.contains("mode=memory") {
             // Every connection would see its own empty database.
