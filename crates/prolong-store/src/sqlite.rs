@@ -62,7 +62,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn close_pools(&self) {
-        self.hot.close();
+        self.hot.close().await;
         self.read.close().await;
         self.write.close().await;
     }

@@ -318,3 +318,43 @@ async fn unsupported_urls_are_refused() {
     let memory = prolong_store::connect("sqlite::memory:").await.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(memory.contains("in-memory SQLite is not supported"), "{memory}");
 }
+
+/// A refresh that finds SQLite's write lock held by another connection (a CLI command, another
+/// process) waits for it without stalling the runtime, then applies.
+#[tokio::test]
+async fn sqlite_refresh_waits_for_another_writer_without_blocking_the_runtime() {
+    use prolong_store::SessionWrite;
+    use sqlx::{Connection, Executor};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let store = prolong_store::connect(&url).await.expect("open");
+    store.create_user(&user("u1", "alice")).await.expect("create");
+    store.create_session(&session(7, "u1", 1_000)).await.expect("session");
+
+    let mut other = sqlx::SqliteConnection::connect(&url).await.expect("second connection");
+    other.execute("BEGIN IMMEDIATE").await.expect("take the write lock");
+    let refresh = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let rotate = |found: &prolong_store::SessionWithUser| SessionWrite::Rotate {
+                from: found.session.state.generation,
+                now: 2_000,
+                last_active: 2_000,
+                mac_kid: [1; 8],
+            };
+            store.decide_and_apply(&[7; 16], Box::new(rotate)).await
+        })
+    };
+    // While it waits, the runtime (this test's only thread) keeps serving reads.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!refresh.is_finished(), "the refresh waits for the lock");
+    let read = tokio::time::timeout(std::time::Duration::from_secs(2), store.session(&[7; 16])).await;
+    let found = read.expect("a read is not blocked by the waiting refresh").expect("load").expect("found");
+    assert_eq!(found.session.state.generation, 0);
+    other.execute("COMMIT").await.expect("release the lock");
+
+    let (_, _, applied) = refresh.await.expect("join").expect("apply").expect("found");
+    assert!(applied);
+    assert_eq!(store.session(&[7; 16]).await.expect("load").expect("found").session.state.generation, 1);
+    store.close().await;
+}
