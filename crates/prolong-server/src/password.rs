@@ -1,13 +1,18 @@
 //! Password hashing with argon2id (OWASP parameters), off the async runtime.
 //!
-//! Hashing runs on the blocking pool behind a semaphore sized to the machine's cores, so a flood
-//! of logins queues here instead of starving refreshes of runtime threads. An unknown user is
-//! checked against a dummy hash, so it costs the same time as a wrong password.
+//! Hashing runs on a few threads of its own (one per core), at a lower scheduling priority (nice
+//! 10 on Linux): when the machine is busy serving refreshes, a flood of logins gets the CPU the
+//! runtime leaves, instead of half of it; when it is not, logins get all of it. Jobs queue in front
+//! of those threads, and a job whose request has gone away is skipped. An unknown user is checked
+//! against a dummy hash, so it costs the same time as a wrong password.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::oneshot;
+
+/// The nice value of the hashing threads.
+const HASHING_NICE: i32 = 10;
 
 /// OWASP's argon2id recommendation: 19 MiB, 2 iterations, 1 lane.
 fn argon2() -> Argon2<'static> {
@@ -22,23 +27,41 @@ fn argon2() -> Argon2<'static> {
 #[error("password hashing failed")]
 pub struct HashError;
 
-/// Hashes and verifies passwords with bounded concurrency.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashes and verifies passwords on a bounded set of low-priority threads.
 #[derive(Clone)]
 pub struct Hasher {
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     dummy: Arc<str>,
 }
 
 impl Hasher {
-    /// A hasher allowing `concurrency` simultaneous hashes.
-    pub fn new(concurrency: usize) -> Result<Self, HashError> {
+    /// A hasher with `threads` hashing threads; they stop when the last clone is dropped.
+    pub fn new(threads: usize) -> Result<Self, HashError> {
         let dummy = hash_blocking("prolong-dummy-password-for-unknown-users")?;
-        Ok(Hasher { permits: Arc::new(Semaphore::new(concurrency.max(1))), dummy: dummy.into() })
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("prolong-argon2-{i}"))
+                .spawn(move || hashing_thread(&queue))
+                .map_err(|_| HashError)?;
+        }
+        Ok(Hasher { jobs, dummy: dummy.into() })
     }
 
     async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|_| HashError)?;
-        tokio::task::spawn_blocking(f).await.map_err(|_| HashError)
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            // The request went away while this waited: nobody needs the answer.
+            if !tx.is_closed() {
+                let _ = tx.send(f());
+            }
+        });
+        self.jobs.send(job).map_err(|_| HashError)?;
+        rx.await.map_err(|_| HashError)
     }
 
     /// A PHC string for `password`.
@@ -58,6 +81,29 @@ impl Hasher {
             })
             .await?;
         Ok(ok && known)
+    }
+}
+
+fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>) {
+    lower_priority();
+    loop {
+        // The lock is held only while waiting for the next job, not while running it.
+        let job = match queue.lock() {
+            Ok(q) => q.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return, // every Hasher is gone
+        }
+    }
+}
+
+/// Lowers this thread's scheduling priority; Linux keeps a nice value per thread.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASHING_NICE) {
+        tracing::debug!(error = %e, "could not lower the hashing thread's priority");
     }
 }
 

@@ -22,7 +22,12 @@
 //! runs a `PASSIVE` checkpoint, which never blocks the writer, a few times a second. Those never
 //! catch up with a writer that keeps appending, and SQLite starts the WAL over only after a
 //! checkpoint that did; so once a second the combiner also finishes one itself, between two
-//! batches, on a blocking thread: a few pages and two short fsyncs.
+//! batches, on a blocking thread: a few pages and two short fsyncs, while refreshes queue. The
+//! first commit after the WAL starts over syncs the WAL's new header: one short fsync a second on
+//! the runtime.
+//!
+//! A decision that panics fails its own request only; a transaction SQLite rolls back by itself
+//! (a full disk, an I/O error) fails the whole batch, and none of it is answered as done.
 
 use crate::model::{Decide, Session, SessionWithUser, SessionWrite};
 use crate::{Result, StoreError};
@@ -133,7 +138,9 @@ impl HotPath {
         };
         if start {
             // A task of its own, so that a request going away cannot take the combiner with it.
-            tokio::spawn(combine(self.shared.clone()));
+            // The guard goes in before the task first runs: a task dropped unpolled (the runtime
+            // shutting down) still clears `combining`.
+            tokio::spawn(combine(CombinerGuard { shared: self.shared.clone(), armed: true }));
         }
         rx.await.unwrap_or_else(|_| Err(StoreError::Unavailable("the database writer stopped".into())))
     }
@@ -141,7 +148,8 @@ impl HotPath {
     /// Takes no new jobs, waits for the queued ones, then stops the checkpoint thread after a
     /// last checkpoint.
     pub(crate) async fn close(&self) {
-        loop {
+        let deadline = Instant::now() + LOCK_WAIT * 2;
+        while Instant::now() < deadline {
             match self.shared.queue.lock() {
                 Ok(mut q) => {
                     q.closed = true;
@@ -163,8 +171,8 @@ impl HotPath {
     }
 }
 
-/// Clears `combining` if the combiner task ends without doing so (a panic in a decision, or the
-/// runtime shutting down), failing the jobs left so that no request waits forever.
+/// Clears `combining` if the combiner task ends without doing so (the runtime shutting down, or a
+/// panic outside a decision), failing the jobs left so that no request waits forever.
 struct CombinerGuard {
     shared: Arc<Shared>,
     armed: bool,
@@ -182,8 +190,8 @@ impl Drop for CombinerGuard {
 }
 
 /// The combiner: runs batches until the queue is empty.
-async fn combine(shared: Arc<Shared>) {
-    let mut guard = CombinerGuard { shared: shared.clone(), armed: true };
+async fn combine(mut guard: CombinerGuard) {
+    let shared = guard.shared.clone();
     loop {
         let (batch, checkpoint_due) = {
             let Ok(mut q) = shared.queue.lock() else { return };
@@ -199,39 +207,39 @@ async fn combine(shared: Arc<Shared>) {
             }
             (q.jobs.drain(..n).collect::<Vec<_>>(), due)
         };
-        let left = match shared.conn.lock() {
-            Ok(conn) => run_batch(&conn, batch, false),
-            Err(_) => None, // a poisoned lock: the jobs are dropped, and their requests told so
-        };
+        let left = run_batch(&lock(&shared.conn), batch, false);
         if let Some(batch) = left {
             // Another connection holds the write lock: wait for it off the runtime.
             let conn = shared.conn.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                if let Ok(conn) = conn.lock() {
-                    let _ = conn.busy_timeout(LOCK_WAIT);
-                    let _ = run_batch(&conn, batch, true);
-                    let _ = conn.busy_timeout(Duration::ZERO);
-                }
+                let conn = lock(&conn);
+                let _ = conn.busy_timeout(LOCK_WAIT);
+                let _ = run_batch(&conn, batch, true);
+                let _ = conn.busy_timeout(Duration::ZERO);
             })
             .await;
         }
         if checkpoint_due {
             let conn = shared.conn.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Ok(conn) = conn.lock() {
-                    passive_checkpoint(&conn);
-                }
-            })
-            .await;
+            let _ = tokio::task::spawn_blocking(move || passive_checkpoint(&lock(&conn))).await;
         }
         // Let the requests that are ready run (and queue their jobs) before the next batch.
         tokio::task::yield_now().await;
     }
 }
 
+/// The connection, even if a thread panicked while holding it: `run_batch` checks its state first.
+fn lock(conn: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs `batch` in one transaction and answers every job. When the write lock is taken and
 /// `wait` is false, gives the batch back untouched.
 fn run_batch(conn: &Connection, batch: Vec<Job>, wait: bool) -> Option<Vec<Job>> {
+    if !conn.is_autocommit() {
+        // A transaction left open (a failed ROLLBACK, a panic): nothing of it was answered as done.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         if !wait && e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
             return Some(batch);
@@ -242,9 +250,22 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, wait: bool) -> Option<Vec<Job>>
         return None;
     }
     let mut done = Vec::with_capacity(batch.len());
-    for job in batch {
-        let outcome = step(conn, &job.id, job.decide).map_err(|e| StoreError::Other(e.to_string()));
-        done.push((job.reply, outcome));
+    for Job { id, decide, reply } in batch {
+        // A decision that panics fails its own request, not the connection or the batch.
+        let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(conn, &id, decide))) {
+            Ok(r) => r.map_err(|e| StoreError::Other(e.to_string())),
+            Err(_) => Err(StoreError::Other("a refresh decision panicked".into())),
+        };
+        done.push((reply, outcome));
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (a full disk, an I/O error): nothing of
+            // this batch was written, and running the rest would commit each job on its own.
+            let failed = || Err(StoreError::Unavailable("the transaction was rolled back".into()));
+            for (reply, _) in done {
+                let _ = reply.send(failed());
+            }
+            return None;
+        }
     }
     match conn.execute_batch("COMMIT") {
         Ok(()) => {

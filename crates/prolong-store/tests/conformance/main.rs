@@ -358,3 +358,33 @@ async fn sqlite_refresh_waits_for_another_writer_without_blocking_the_runtime() 
     assert_eq!(store.session(&[7; 16]).await.expect("load").expect("found").session.state.generation, 1);
     store.close().await;
 }
+
+/// A decision that panics fails its own refresh only: the connection, its write lock and the
+/// next refreshes are fine.
+#[tokio::test]
+async fn sqlite_a_panicking_decision_fails_only_its_own_refresh() {
+    use prolong_store::SessionWrite;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let store = prolong_store::connect(&url).await.expect("open");
+    store.create_user(&user("u1", "alice")).await.expect("create");
+    store.create_session(&session(8, "u1", 1_000)).await.expect("session");
+    let rotate = |found: &prolong_store::SessionWithUser| SessionWrite::Rotate {
+        from: found.session.state.generation,
+        now: 2_000,
+        last_active: 2_000,
+        mac_kid: [1; 8],
+    };
+    let (panicked, fine) = tokio::join!(
+        store.decide_and_apply(&[8; 16], Box::new(|_| panic!("a broken decision"))),
+        store.decide_and_apply(&[8; 16], Box::new(rotate)),
+    );
+    assert!(panicked.is_err(), "the panicking decision's refresh fails");
+    assert!(fine.expect("the other refresh of the batch is applied").expect("found").2);
+    // The write lock was released: other connections can write, and the next refresh applies.
+    store.create_user(&user("u2", "bob")).await.expect("another write");
+    let (_, _, applied) = store.decide_and_apply(&[8; 16], Box::new(rotate)).await.expect("apply").expect("found");
+    assert!(applied);
+    assert_eq!(store.session(&[8; 16]).await.expect("load").expect("found").session.state.generation, 2);
+    store.close().await;
+}
