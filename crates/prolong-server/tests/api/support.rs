@@ -237,6 +237,13 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null), challenge)
     }
 
+    /// Kills the server with SIGKILL: no shutdown, no last checkpoint, as in a crash.
+    pub async fn crash(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+    }
+
     /// Sends SIGTERM and returns the exit code.
     pub async fn terminate(mut self) -> Option<i32> {
         if let Some(pid) = self.child.id() {
