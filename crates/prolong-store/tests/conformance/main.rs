@@ -319,31 +319,38 @@ async fn unsupported_urls_are_refused() {
     assert!(memory.contains("in-memory SQLite is not supported"), "{memory}");
 }
 
-/// A refresh that finds SQLite's write lock held by another connection (a CLI command, another
-/// process) waits for it without stalling the runtime, then applies.
-#[tokio::test]
-async fn sqlite_refresh_waits_for_another_writer_without_blocking_the_runtime() {
-    use prolong_store::SessionWrite;
-    use sqlx::{Connection, Executor};
+/// A SQLite store in a temporary directory with user `u1` and the session `[id; 16]`, and its URL.
+async fn sqlite_with_session(id: u8) -> (tempfile::TempDir, String, Arc<dyn Store>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("p.db").display());
     let store = prolong_store::connect(&url).await.expect("open");
     store.create_user(&user("u1", "alice")).await.expect("create");
-    store.create_session(&session(7, "u1", 1_000)).await.expect("session");
+    store.create_session(&session(id, "u1", 1_000)).await.expect("session");
+    (dir, url, store)
+}
+
+/// A decision that rotates whatever generation it finds.
+fn rotate(found: &prolong_store::SessionWithUser) -> prolong_store::SessionWrite {
+    prolong_store::SessionWrite::Rotate {
+        from: found.session.state.generation,
+        now: 2_000,
+        last_active: 2_000,
+        mac_kid: [1; 8],
+    }
+}
+
+/// A refresh that finds SQLite's write lock held by another connection (a CLI command, another
+/// process) waits for it without stalling the runtime, then applies.
+#[tokio::test]
+async fn sqlite_refresh_waits_for_another_writer_without_blocking_the_runtime() {
+    use sqlx::{Connection, Executor};
+    let (_dir, url, store) = sqlite_with_session(7).await;
 
     let mut other = sqlx::SqliteConnection::connect(&url).await.expect("second connection");
     other.execute("BEGIN IMMEDIATE").await.expect("take the write lock");
     let refresh = {
         let store = store.clone();
-        tokio::spawn(async move {
-            let rotate = |found: &prolong_store::SessionWithUser| SessionWrite::Rotate {
-                from: found.session.state.generation,
-                now: 2_000,
-                last_active: 2_000,
-                mac_kid: [1; 8],
-            };
-            store.decide_and_apply(&[7; 16], Box::new(rotate)).await
-        })
+        tokio::spawn(async move { store.decide_and_apply(&[7; 16], Box::new(rotate)).await })
     };
     // While it waits, the runtime (this test's only thread) keeps serving reads.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -363,18 +370,7 @@ async fn sqlite_refresh_waits_for_another_writer_without_blocking_the_runtime() 
 /// next refreshes are fine.
 #[tokio::test]
 async fn sqlite_a_panicking_decision_fails_only_its_own_refresh() {
-    use prolong_store::SessionWrite;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("p.db").display());
-    let store = prolong_store::connect(&url).await.expect("open");
-    store.create_user(&user("u1", "alice")).await.expect("create");
-    store.create_session(&session(8, "u1", 1_000)).await.expect("session");
-    let rotate = |found: &prolong_store::SessionWithUser| SessionWrite::Rotate {
-        from: found.session.state.generation,
-        now: 2_000,
-        last_active: 2_000,
-        mac_kid: [1; 8],
-    };
+    let (_dir, _, store) = sqlite_with_session(8).await;
     let (panicked, fine) = tokio::join!(
         store.decide_and_apply(&[8; 16], Box::new(|_| panic!("a broken decision"))),
         store.decide_and_apply(&[8; 16], Box::new(rotate)),
