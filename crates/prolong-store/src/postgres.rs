@@ -58,6 +58,30 @@ impl PgStore {
     pub(crate) async fn close_pools(&self) {
         self.pool.close().await;
     }
+
+    /// The refresh path: the read and the conditional rotation on one pooled connection (one
+    /// acquire instead of two). Ends go through `end_session`, with its feed event.
+    pub(crate) async fn decide_and_apply_fast(
+        &self,
+        id: &crate::SessionId,
+        decide: crate::Decide,
+    ) -> Result<Option<(crate::SessionWithUser, crate::SessionWrite, bool)>> {
+        use crate::{SessionWrite, Store as _};
+        let mut conn = self.pool.acquire().await?;
+        let Some(found) = session_on(&mut conn, id).await? else { return Ok(None) };
+        let write = decide(&found);
+        let applied = match write {
+            SessionWrite::Nothing => true,
+            SessionWrite::Rotate { from, now, last_active, mac_kid } => {
+                rotate_on(&mut conn, id, from, now, last_active, &mac_kid).await?
+            }
+            SessionWrite::End { reason, now, until } => {
+                drop(conn);
+                self.end_session(id, reason, now, until).await?
+            }
+        };
+        Ok(Some((found, write, applied)))
+    }
 }
 
 /// The lock every transaction that writes feed events takes first, so that they commit in the
@@ -69,4 +93,4 @@ async fn feed_lock(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()>
     Ok(())
 }
 
-crate::sql::impl_store!(PgStore, sqlx::Postgres);
+crate::sql::impl_store!(PgStore, sqlx::Postgres, fast = decide_and_apply_fast);

@@ -52,6 +52,52 @@ macro_rules! impl_store {
             })
         }
 
+        static SESSION_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT {}, u.token_version AS user_version FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
+                $crate::sql::SESSION_COLUMNS
+            )
+        });
+
+        /// A session and its user's token version, on `conn`.
+        async fn session_on(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            id: &$crate::SessionId,
+        ) -> $crate::Result<Option<$crate::SessionWithUser>> {
+            use sqlx::Row;
+            let row = sqlx::query(SESSION_BY_ID.as_str()).bind(id.to_vec()).fetch_optional(&mut *conn).await?;
+            match row {
+                None => Ok(None),
+                Some(row) => Ok(Some($crate::SessionWithUser {
+                    session: session_from_row(&row)?,
+                    user_version: row.try_get("user_version")?,
+                })),
+            }
+        }
+
+        /// The conditional rotation, on `conn`: whether it applied.
+        async fn rotate_on(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            id: &$crate::SessionId,
+            from: u64,
+            now: prolong_core::Millis,
+            last_active: prolong_core::Millis,
+            mac_kid: &$crate::MacKeyId,
+        ) -> $crate::Result<bool> {
+            let done = sqlx::query(
+                "UPDATE sessions SET generation = generation + 1, rotated_at = $1, last_active = $2, mac_kid = $3 \
+                 WHERE id = $4 AND generation = $5 AND ended_reason IS NULL",
+            )
+            .bind(now)
+            .bind(last_active)
+            .bind(mac_kid.to_vec())
+            .bind(id.to_vec())
+            .bind(from as i64)
+            .execute(&mut *conn)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
         #[async_trait::async_trait]
         impl $crate::Store for $store {
             async fn ping(&self) -> $crate::Result<()> {
@@ -187,19 +233,7 @@ macro_rules! impl_store {
             }
 
             async fn session(&self, id: &$crate::SessionId) -> $crate::Result<Option<$crate::SessionWithUser>> {
-                use sqlx::Row;
-                let sql = format!(
-                    "SELECT {}, u.token_version AS user_version FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
-                    $crate::sql::SESSION_COLUMNS
-                );
-                let row = sqlx::query(&sql).bind(id.to_vec()).fetch_optional(self.reader()).await?;
-                match row {
-                    None => Ok(None),
-                    Some(row) => Ok(Some($crate::SessionWithUser {
-                        session: session_from_row(&row)?,
-                        user_version: row.try_get("user_version")?,
-                    })),
-                }
+                session_on(&mut *self.reader().acquire().await?, id).await
             }
 
             async fn rotate(
@@ -210,18 +244,7 @@ macro_rules! impl_store {
                 last_active: prolong_core::Millis,
                 mac_kid: &$crate::MacKeyId,
             ) -> $crate::Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE sessions SET generation = generation + 1, rotated_at = $1, last_active = $2, mac_kid = $3 \
-                     WHERE id = $4 AND generation = $5 AND ended_reason IS NULL",
-                )
-                .bind(now)
-                .bind(last_active)
-                .bind(mac_kid.to_vec())
-                .bind(id.to_vec())
-                .bind(from as i64)
-                .execute(self.writer())
-                .await?;
-                Ok(done.rows_affected() == 1)
+                rotate_on(&mut *self.writer().acquire().await?, id, from, now, last_active, mac_kid).await
             }
 
             async fn end_session(
