@@ -99,6 +99,14 @@ fn parse_query(uri: &Uri) -> Result<Query, ApiError> {
     Ok(q)
 }
 
+/// A receiver of the pump's newest cursor that wakes only for what comes after this call (a clone
+/// would also wake at once for every change since the server started).
+fn news(app: &App) -> watch::Receiver<i64> {
+    let mut rx = app.feed.clone();
+    rx.mark_unchanged();
+    rx
+}
+
 /// Where to start: (cursor, snapshot?).
 async fn start(app: &App, after: Option<i64>) -> Result<(i64, bool), ApiError> {
     let latest = app.store.latest_revocation().await?;
@@ -124,7 +132,7 @@ pub async fn revocations(
 
 async fn long_poll(app: App, cursor: i64, snapshot: bool, wait: Duration) -> Result<Response, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
-    let mut rx = app.feed.clone();
+    let mut rx = news(&app);
     loop {
         let events = app.store.revocations_after(cursor, now_ms(), BATCH).await?;
         if !events.is_empty() || snapshot || tokio::time::Instant::now() >= deadline {
@@ -167,7 +175,7 @@ async fn stream(app: App, cursor: i64, snapshot: bool) -> Result<Response, ApiEr
         .event(if snapshot { "snapshot" } else { "catchup" })
         .id(next.to_string())
         .data(json!({"cursor": next, "events": events.iter().map(event_json).collect::<Vec<_>>()}).to_string());
-    let rx = app.feed.clone();
+    let rx = news(&app);
     let stopping = app.stopping.clone();
     let more = events.len() >= BATCH_LEN;
     let state = StreamState { app, cursor: next, rx, stopping, pending: VecDeque::from([first]), more };

@@ -151,3 +151,56 @@ async fn server_sent_events_stream_revocations_and_heartbeats_and_end_on_shutdow
     assert_eq!(app.terminate().await, Some(0));
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// A snapshot of more revocations than one read takes (10,000) arrives whole — the first event,
+/// then the rest as revocation events — before the first heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_larger_than_one_read_arrives_whole_before_the_first_heartbeat() {
+    use sqlx::Connection;
+    const LIVE: usize = 10_500;
+    let db = Db::sqlite();
+    let app = start(&db).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let mut conn = sqlx::SqliteConnection::connect(&db.url).await.expect("connect");
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+         INSERT INTO revocations (kind, session_id, until, created_at) SELECT 'session', randomblob(16), ?2, ?3 FROM n",
+    )
+    .bind(LIVE as i64)
+    .bind(now + 3_600_000)
+    .bind(now)
+    .execute(&mut conn)
+    .await
+    .expect("insert revocations");
+    conn.close().await.expect("close");
+    // Let the server's feed pump (it polls every 200 ms) take in the newest cursor first, so no
+    // "new event" wake-up can make the stream read on by chance.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let mut r = app
+        .http
+        .get(app.url("/v1/revocations"))
+        .bearer_auth(RESOURCE)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("send");
+    let mut buf = String::new();
+    let sids = std::cell::RefCell::new(std::collections::HashSet::new());
+    let heartbeat = read_until(&mut r, &mut buf, Instant::now() + Duration::from_secs(20), |event, data| {
+        match event {
+            "snapshot" => {
+                let events = data["events"].as_array().expect("events");
+                sids.borrow_mut().extend(events.iter().map(|e| e["sid"].to_string()));
+            }
+            "revocation" => {
+                sids.borrow_mut().insert(data["sid"].to_string());
+            }
+            _ => {}
+        }
+        event == "heartbeat"
+    })
+    .await;
+    assert!(heartbeat.is_some(), "a heartbeat follows the snapshot");
+    assert_eq!(sids.borrow().len(), LIVE, "every live revocation arrived before the first heartbeat");
+}
