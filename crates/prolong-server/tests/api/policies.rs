@@ -13,6 +13,15 @@ const FAST: &[(&str, &str)] = &[
     ("PROLONG_SESSION__ABSOLUTE_LIFETIME", "60s"),
 ];
 
+/// Waits until the wall clock is 100 ms into a second. Token times are whole seconds (`iat` is
+/// the current second rounded down, `exp = iat + access_ttl`), so a 1-second token issued at
+/// x.999 s has 1 ms to live; issued now, it has 900 ms. A client that schedules its refresh from
+/// `exp`, as real ones do, keeps to the same grid.
+async fn early_in_a_second() {
+    let into = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").subsec_millis();
+    tokio::time::sleep(Duration::from_millis(u64::from((1_100 - into) % 1_000))).await;
+}
+
 async fn refresh_idle(app: &TestApp, rt: &str, idle: u64) -> (StatusCode, Value) {
     app.form("/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", rt), ("idle", &idle.to_string())])
         .await
@@ -24,14 +33,18 @@ async fn an_active_user_stays_signed_in_for_ten_lifetimes() {
     let app = TestApp::start(&db, FAST).await;
     let login = app.login("alice", PASSWORD).await;
     let sid = s(&login, "session_id").to_owned();
-    let (mut rt, mut at) = (s(&login, "refresh_token").to_owned(), s(&login, "access_token").to_owned());
+    // Start on the grid: a login takes an argon2 hash, of no fixed length.
+    early_in_a_second().await;
+    let (status, first) = refresh_idle(&app, s(&login, "refresh_token"), 0).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (mut rt, mut at) = (s(&first, "refresh_token").to_owned(), s(&first, "access_token").to_owned());
     let start = Instant::now();
     let mut refreshes = 0;
     while start.elapsed() < Duration::from_secs(11) {
-        // Use the API, then refresh shortly before the access token expires.
+        // Use the API, then refresh once per access lifetime.
         let (status, _, _) = app.me(&at).await;
         assert_eq!(status, StatusCode::OK, "signed out after {:?}", start.elapsed());
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        early_in_a_second().await;
         let (status, body) = refresh_idle(&app, &rt, 0).await;
         assert_eq!(status, StatusCode::OK, "refresh {refreshes} failed: {body}");
         assert_eq!(body["session_id"], sid.as_str());
@@ -196,6 +209,7 @@ async fn renew_mode_renews_soft_expired_tokens_and_detects_reuse() {
     // Soft-expired: APIs say token_expired, /v1/renew still renews it.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert_eq!(app.me(&t0).await.1["error"], "token_expired");
+    early_in_a_second().await;
     let (status, r1) = renew(t0.clone(), Some(0)).await;
     assert_eq!(status, StatusCode::OK, "{r1}");
     let t1 = s(&r1, "access_token").to_owned();
