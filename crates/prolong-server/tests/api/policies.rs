@@ -22,6 +22,12 @@ async fn early_in_a_second() {
     tokio::time::sleep(Duration::from_millis(u64::from((1_100 - into) % 1_000))).await;
 }
 
+/// Waits until the wall clock reads `unix_ms` (milliseconds since the Unix epoch).
+async fn until_unix_ms(unix_ms: i64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    tokio::time::sleep(Duration::from_millis((unix_ms - now).max(0) as u64)).await;
+}
+
 async fn refresh_idle(app: &TestApp, rt: &str, idle: u64) -> (StatusCode, Value) {
     app.form("/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", rt), ("idle", &idle.to_string())])
         .await
@@ -206,10 +212,11 @@ async fn renew_mode_renews_soft_expired_tokens_and_detects_reuse() {
     assert_eq!(c["gen"], 0);
     assert_eq!(c["renew_until"].as_i64(), Some(c["iat"].as_i64().expect("iat") + 3));
 
-    // Soft-expired: APIs say token_expired, /v1/renew still renews it.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // Soft-expired: APIs say token_expired, /v1/renew still renews it. Renew early in the second
+    // after its exp (well inside renew_until), so that the new token has most of its second left.
+    let iat = c["iat"].as_i64().expect("iat");
+    until_unix_ms((iat + 2) * 1000 + 100).await;
     assert_eq!(app.me(&t0).await.1["error"], "token_expired");
-    early_in_a_second().await;
     let (status, r1) = renew(t0.clone(), Some(0)).await;
     assert_eq!(status, StatusCode::OK, "{r1}");
     let t1 = s(&r1, "access_token").to_owned();
