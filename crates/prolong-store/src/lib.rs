@@ -111,26 +111,16 @@ pub trait Store: Send + Sync + 'static {
     async fn end_session(&self, id: &SessionId, reason: Reason, now: Millis, until: Millis) -> Result<bool>;
     /// The sessions of a user that have not ended, newest first.
     async fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>>;
-    /// Reads a session, lets `decide` choose what to write, and writes it. Backends that can do
-    /// this in one transaction (SQLite's dedicated writer) return `applied == true` always; the
-    /// default reads, then applies the write as a conditional update, which may lose a race
-    /// (`applied == false`: decide again on a fresh read). `None` when there is no such session.
+    /// Reads a session, lets `decide` choose what to write, and writes it: the refresh path.
+    /// SQLite does all three in one write transaction (`applied == true` always); PostgreSQL reads,
+    /// then applies the write as a conditional update on the same connection, which may lose a
+    /// race (`applied == false`: decide again on a fresh read). `None` when there is no such
+    /// session.
     async fn decide_and_apply(
         &self,
         id: &SessionId,
         decide: Decide,
-    ) -> Result<Option<(SessionWithUser, SessionWrite, bool)>> {
-        let Some(found) = self.session(id).await? else { return Ok(None) };
-        let write = decide(&found);
-        let applied = match write {
-            SessionWrite::Nothing => true,
-            SessionWrite::Rotate { from, now, last_active, mac_kid } => {
-                self.rotate(id, from, now, last_active, &mac_kid).await?
-            }
-            SessionWrite::End { reason, now, until } => self.end_session(id, reason, now, until).await?,
-        };
-        Ok(Some((found, write, applied)))
-    }
+    ) -> Result<Option<(SessionWithUser, SessionWrite, bool)>>;
     /// Sessions that have not ended, of every user, newest first, at most `limit`.
     async fn live_sessions(&self, limit: i64) -> Result<Vec<Session>>;
     /// Deletes at most `limit` session rows and revocation events that can no longer matter.

@@ -93,4 +93,4 @@ async fn feed_lock(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()>
     Ok(())
 }
 
-crate::sql::impl_store!(PgStore, sqlx::Postgres, fast = decide_and_apply_fast);
+crate::sql::impl_store!(PgStore, sqlx::Postgres, decide_and_apply = decide_and_apply_fast);

@@ -18,7 +18,7 @@ pub(crate) fn fixed<const N: usize>(v: Vec<u8>, what: &str) -> Result<[u8; N], c
 }
 
 macro_rules! impl_store {
-    ($store:ty, $db:ty $(, fast = $fast:ident)?) => {
+    ($store:ty, $db:ty, decide_and_apply = $decide_and_apply:ident) => {
         fn session_from_row(row: &<$db as sqlx::Database>::Row) -> $crate::Result<$crate::Session> {
             use sqlx::Row;
             let generation: i64 = row.try_get("generation")?;
@@ -281,15 +281,13 @@ macro_rules! impl_store {
                 rows.iter().map(session_from_row).collect()
             }
 
-            $(
-                async fn decide_and_apply(
-                    &self,
-                    id: &$crate::SessionId,
-                    decide: $crate::Decide,
-                ) -> $crate::Result<Option<($crate::SessionWithUser, $crate::SessionWrite, bool)>> {
-                    self.$fast(id, decide).await
-                }
-            )?
+            async fn decide_and_apply(
+                &self,
+                id: &$crate::SessionId,
+                decide: $crate::Decide,
+            ) -> $crate::Result<Option<($crate::SessionWithUser, $crate::SessionWrite, bool)>> {
+                self.$decide_and_apply(id, decide).await
+            }
 
             async fn live_sessions(&self, limit: i64) -> $crate::Result<Vec<$crate::Session>> {
                 let sql = format!(

@@ -116,4 +116,4 @@ async fn feed_lock(_tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<()> 
     Ok(())
 }
 
-crate::sql::impl_store!(SqliteStore, sqlx::Sqlite, fast = decide_and_apply_fast);
+crate::sql::impl_store!(SqliteStore, sqlx::Sqlite, decide_and_apply = decide_and_apply_fast);
