@@ -10,7 +10,8 @@ use std::borrow::Cow;
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
-    /// The request carried no `Authorization` header (`401 missing_token`).
+    /// The request carried no bearer token: no `Authorization` header, or one of another scheme
+    /// (`401 missing_token`).
     MissingToken,
     /// Anything wrong with the token other than its age: malformed, too long, bad signature,
     /// unknown key id, wrong algorithm, `typ`, issuer or audience (`401 invalid_token`).

@@ -7,34 +7,20 @@ use crate::service::{AuthError, Authenticated};
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
-use axum::http::header;
 use axum::http::request::Parts;
 use serde_json::{Value, json};
 
 /// A request with a valid access token of a live session.
 pub struct Bearer(pub Authenticated);
 
-/// The token of an `Authorization: Bearer` header. No header, or one of another scheme, is
-/// `Missing`; two headers or an empty bearer token are `Invalid`.
+/// The token of an `Authorization: Bearer` header, read as resource servers read it
+/// ([`prolong_verify::bearer_token`]): no header, or one of another scheme, is `Missing`; two
+/// headers or an empty bearer token are `Invalid`.
 pub fn bearer_token(parts: &Parts) -> Result<&str, AuthError> {
-    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Err(AuthError::Missing);
-    };
-    if values.next().is_some() {
-        return Err(AuthError::Invalid);
-    }
-    let value = value.to_str().map_err(|_| AuthError::Invalid)?;
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    // Another scheme (Basic, say) brings no bearer token: RFC 6750 §3.1 answers it as missing.
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::Missing);
-    }
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(AuthError::Invalid);
-    }
-    Ok(token)
+    prolong_verify::bearer_token(&parts.headers).map_err(|e| match e.kind() {
+        prolong_verify::ErrorKind::MissingToken => AuthError::Missing,
+        _ => AuthError::Invalid,
+    })
 }
 
 impl FromRequestParts<App> for Bearer {
