@@ -93,7 +93,11 @@ fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>) {
             Err(_) => return,
         };
         match job {
-            Ok(job) => job(),
+            // A job that panics fails its own request (its answer is dropped); the thread lives
+            // on, so the pool never shrinks to nothing and leaves logins waiting forever.
+            Ok(job) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
             Err(_) => return, // every Hasher is gone
         }
     }
@@ -126,5 +130,14 @@ mod tests {
         assert!(h.verify("correct horse".into(), Some(stored.clone())).await.expect("verify"));
         assert!(!h.verify("wrong".into(), Some(stored)).await.expect("verify"));
         assert!(!h.verify("prolong-dummy-password-for-unknown-users".into(), None).await.expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_thread_lives_on() {
+        let h = Hasher::new(1).expect("hasher");
+        assert!(h.run(|| -> bool { panic!("a broken hash") }).await.is_err());
+        // The only hashing thread still takes jobs.
+        let stored = h.hash("correct horse".into()).await.expect("hash");
+        assert!(h.verify("correct horse".into(), Some(stored)).await.expect("verify"));
     }
 }
