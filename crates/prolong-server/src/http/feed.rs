@@ -33,8 +33,8 @@ use tokio::sync::watch;
 
 /// How often the pump looks for new events.
 pub const POLL: Duration = Duration::from_millis(200);
-/// Heartbeat interval of the SSE transport: heartbeats go out twice a second, so the gap between two messages stays under the contract's
-/// second even when a wake-up finds nothing new.
+/// Heartbeat interval of the SSE transport: heartbeats go out twice a second, so the gap between
+/// two messages stays under the contract's second even when a wake-up finds nothing new.
 const HEARTBEAT: Duration = Duration::from_millis(500);
 /// Events read per query; a stream that reads a full batch reads on before waiting for news.
 const BATCH_LEN: usize = 10_000;

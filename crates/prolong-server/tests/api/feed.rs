@@ -75,6 +75,17 @@ async fn long_poll_gives_a_snapshot_then_events_after_the_cursor() {
 }
 
 /// Reads SSE events from a streaming response until `want` matches or the time is up.
+/// Opens the feed as a Server-Sent Events stream.
+async fn subscribe(app: &TestApp) -> reqwest::Response {
+    app.http
+        .get(app.url("/v1/revocations"))
+        .bearer_auth(RESOURCE)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("send")
+}
+
 async fn read_until(
     r: &mut reqwest::Response,
     buf: &mut String,
@@ -121,14 +132,7 @@ async fn server_sent_events_stream_revocations_and_heartbeats_and_end_on_shutdow
     let app = start(&db).await;
     let a = app.login("alice", PASSWORD).await;
     app.form("/oauth/revoke", &[("token", s(&a, "refresh_token"))]).await;
-    let mut r = app
-        .http
-        .get(app.url("/v1/revocations"))
-        .bearer_auth(RESOURCE)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .expect("send");
+    let mut r = subscribe(&app).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers()["content-type"].to_str().expect("ct").starts_with("text/event-stream"));
     let mut buf = String::new();
@@ -177,14 +181,7 @@ async fn a_snapshot_larger_than_one_read_arrives_whole_before_the_first_heartbea
     // "new event" wake-up can make the stream read on by chance.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let mut r = app
-        .http
-        .get(app.url("/v1/revocations"))
-        .bearer_auth(RESOURCE)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .expect("send");
+    let mut r = subscribe(&app).await;
     let mut buf = String::new();
     let sids = std::cell::RefCell::new(std::collections::HashSet::new());
     let heartbeat = read_until(&mut r, &mut buf, Instant::now() + Duration::from_secs(20), |event, data| {
